@@ -1,0 +1,77 @@
+"""Settings, read from BRIEFBOT_* environment variables (and an optional .env) once in main()."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from typing import Annotated
+
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """The user's data home (XDG) joined with 'briefbot'."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "briefbot"
+
+
+class Settings(BaseSettings):
+    """Everything Briefbot can be configured with; secrets are SecretStr so they never print."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BRIEFBOT_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    sources: Path | None = Field(
+        default=None, description="A sources.toml manifest; the packaged seeds when unset."
+    )
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("BRIEFBOT_DATABASE_URL", "DATABASE_URL")
+    )
+    log_level: str = "INFO"
+    max_question_chars: int = 2000
+    quotes_per_answer: int = 3
+
+    telegram_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("BRIEFBOT_TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN")
+    )
+    telegram_api_base: str | None = Field(
+        default=None, validation_alias=AliasChoices("BRIEFBOT_TELEGRAM_API_BASE", "TELEGRAM_API_BASE")
+    )
+    telegram_admin_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("BRIEFBOT_TELEGRAM_ADMIN_IDS", "TELEGRAM_ADMIN_IDS"),
+    )
+    discord_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("BRIEFBOT_DISCORD_BOT_TOKEN", "DISCORD_BOT_TOKEN")
+    )
+
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("BRIEFBOT_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("BRIEFBOT_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+    )
+    llm_model: str | None = None
+
+    default_timezone: str = "UTC"
+    default_digest_time: str = "08:00"
+
+    @field_validator("telegram_admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        """Accept '1,2 3' as well as a JSON list."""
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, str):
+            text = value.strip().strip("[]")
+            return [int(part) for part in text.replace(",", " ").split() if part]
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL, or the SQLite file in the data dir."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'briefbot.sqlite3'}"
