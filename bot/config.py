@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("BRIEFBOT_DATABASE_URL", "DATABASE_URL")
     )
-    log_level: str = "INFO"
+    log_level: str = "WARNING"
     max_question_chars: int = 2000
     quotes_per_answer: int = 3
 

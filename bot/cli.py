@@ -1,0 +1,165 @@
+"""The `briefbot` command: a thin typer layer over the core. Errors are mapped to messages here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bot.briefing import Briefing
+from bot.config import Settings
+from bot.errors import BriefbotError, InputError
+from bot.index import ProgressFn
+
+app = typer.Typer(
+    help="Briefbot: answers questions about its sources with verbatim, cited quotes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+
+class State:
+    """What every command needs, built once per process in the callback."""
+
+    settings: Settings
+    briefing: Briefing
+
+
+state = State()
+
+
+@app.callback()
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+) -> None:
+    settings = Settings()
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "bm25s", "aiogram.event", "discord.gateway"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    state.settings = settings
+    state.briefing = Briefing(settings)
+
+
+@contextmanager
+def indexing_progress(console: Console) -> Iterator[ProgressFn]:
+    """A progress callback that shows a bar only once there is embedding to do."""
+    progress = Progress(
+        TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("sentences"),
+        TimeRemainingColumn(), console=console, transient=True,
+    )
+    task: list[int] = []
+
+    def update(done: int, total: int) -> None:
+        if not task:
+            if done >= total:
+                return
+            progress.start()
+            task.append(progress.add_task("index", total=total))
+        progress.update(task[0], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        progress.stop()
+
+
+def _load_index(console: Console) -> None:
+    with indexing_progress(console) as update:
+        state.briefing.reload(progress=update)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, or '-' to read one per line from stdin.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per question).")] = False,
+) -> None:
+    """Answer a question with verbatim quotes and their citations."""
+    from bot.render import answer_terminal
+
+    out = Console()
+    _load_index(err)
+    questions = (line.rstrip("\n") for line in sys.stdin) if question == "-" else iter([question])
+    failed = False
+    for text in questions:
+        if question == "-" and not text.strip():
+            continue
+        try:
+            answer = state.briefing.ask(text)
+        except InputError as exc:
+            failed = True
+            if as_json:
+                print(json.dumps({"question": text[:200], "error": str(exc)}, ensure_ascii=False), flush=True)
+            else:
+                err.print(f"error: {exc}", markup=False)
+            continue
+        if as_json:
+            print(json.dumps(answer.to_dict(), ensure_ascii=False), flush=True)
+        else:
+            out.print(answer_terminal(answer))
+    if failed and question != "-":
+        raise typer.Exit(2)
+
+
+@app.command()
+def chat() -> None:
+    """Chat in the terminal (works with piped stdin too)."""
+    from bot.adapters.console import run_chat
+
+    _load_index(err)
+    raise typer.Exit(run_chat(state.briefing, sys.stdin, Console(highlight=False)))
+
+
+@app.command()
+def index() -> None:
+    """(Re)build the index of the configured sources, embedding only what changed."""
+    from bot.adapters.console import sources_rows
+    from bot.render import sources_table
+
+    _load_index(err)
+    Console().print(sources_table(sources_rows(state.briefing)))
+
+
+@app.command(name="eval")
+def eval_(
+    file: Annotated[Path, typer.Argument(help="A JSONL question set (id, lang, question, gold).")],
+    show_misses: Annotated[bool, typer.Option("--misses", help="List the ids answered wrongly.")] = False,
+) -> None:
+    """Measure answer quality on a question set."""
+    from bot.evaluate import evaluate, read_cases
+
+    if not file.is_file():
+        raise InputError(f"no such question set: {file}")
+    cases = list(read_cases(file))
+    _load_index(err)
+    state.briefing.ask("warm-up")  # load the model outside the timed questions
+    report = evaluate(cases, state.briefing.ask, state.briefing.index)
+    out = Console()
+    for key, value in report.summary().items():
+        out.print(f"{key:>20}: {value}", highlight=False)
+    if show_misses:
+        out.print(f"{'misses':>20}: {' '.join(report.misses) or '-'}", highlight=False)
+
+
+def main() -> None:
+    """Entry point: run the app, turning Briefbot's errors into one-line messages."""
+    try:
+        app()  # standalone: usage errors and exits are handled by typer
+    except BriefbotError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(2 if isinstance(exc, InputError) else 1)
+    except KeyboardInterrupt:
+        sys.exit(130)
