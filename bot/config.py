@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     default_timezone: str = "UTC"
     default_digest_time: str = "08:00"
 
+    # digests: content, scheduling and delivery (bot/digest.py, scheduler.py, delivery.py)
+    digest_quotes_per_source: int = 3
+    digest_max_chars: int = 3500  # one Telegram message (4096) with room for titles
+    digest_grace_hours: float = 12.0  # a digest missed while down is sent at start within this
+    delivery_rate_global: float = 25.0  # messages/s for the whole bot (Telegram: ~30)
+    delivery_rate_per_chat: float = 1.0  # messages/s to one private chat
+    delivery_group_per_minute: int = 20  # messages/min to one group or channel
+    delivery_concurrency: int = 8  # sends in flight; bounds duplicates after a crash
+    delivery_max_attempts: int = 5
+    delivery_backoff_seconds: float = 5.0  # first retry delay, doubled per attempt
+    delivery_lease_seconds: float = 60.0  # a claimed row is re-claimable after this
+
     @field_validator("telegram_admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
