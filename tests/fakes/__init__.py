@@ -1,0 +1,1 @@
+"""Fakes that record: local stand-ins for the services Briefbot talks to."""
