@@ -1,0 +1,1 @@
+"""Alembic migrations for bot.store, applied in code by `Store.migrate` (no alembic.ini)."""
