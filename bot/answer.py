@@ -15,11 +15,13 @@ import numpy as np
 
 from bot.index import Hit, Index
 
-ABSTAIN_BELOW = 0.40  # fused score of the best passage under which the sources do not answer
-KEEP_RATIO = 0.72  # further quotes must score at least this share of the best one
-MERGE_RATIO = 0.92  # a neighbour this close to its sentence's score joins the passage
+ABSTAIN_BELOW = 0.25  # fused score of the best passage under which the sources do not answer ...
+ANCHOR_LEXICAL = 0.45  # ... unless about one rare question word (a name, a term) was found in a passage
+KEEP_RATIO = 0.5  # further quotes must score at least this share of the best one
+MERGE_RATIO = 0.85  # a neighbour this close to its sentence's score joins the passage
 MAX_PASSAGE_CHARS = 700
-QUESTION_HANDOFF = 0.95  # share of a source question's score handed to the answer that follows
+QUESTION_HANDOFF = 0.7  # share of a source question's score handed to the answer that follows
+ONE_QUOTE_PER_PARAGRAPH = False  # True: every quote from another paragraph
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +79,31 @@ def extract(index: Index, hits: list[Hit], question: str, max_quotes: int = 3) -
         scores[hit.unit] = hit.score
     scores = _hand_off_questions(index, scores)
     order = [int(i) for i in np.argsort(-scores, kind="stable") if not index.units[int(i)].is_question]
-    if not order or scores[order[0]] < ABSTAIN_BELOW:
+    if not order or not _answerable(hits, float(scores[order[0]])):
         return Answer(question, False, NOT_ANSWERED)
     best = float(scores[order[0]])
     used: set[int] = set()
+    quoted_paragraphs: set[tuple[int, int]] = set()
     quotes: list[Quote] = []
     for unit in order:
         if len(quotes) >= max_quotes or scores[unit] < best * KEEP_RATIO:
             break
-        if unit in used:
+        where = (index.units[unit].doc, index.units[unit].paragraph)
+        if unit in used or (ONE_QUOTE_PER_PARAGRAPH and where in quoted_paragraphs):
             continue
+        quoted_paragraphs.add(where)
         span = _passage(index, scores, unit, used)
         used.update(span)
         quotes.append(_quote(index, span, float(scores[unit])))
     return Answer(question, True, quotes[0].text, quotes)
+
+
+def _answerable(hits: list[Hit], best: float) -> bool:
+    """Whether the best passage is close enough to the question to count as an answer."""
+    if best >= ABSTAIN_BELOW:
+        return True
+    anchored = max((h.lexical for h in hits if h.score >= best * KEEP_RATIO), default=0.0)
+    return anchored >= ANCHOR_LEXICAL
 
 
 def _hand_off_questions(index: Index, scores: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.embed import Embedder
+from bot.embed import Embedder, normalise
 from bot.lexical import LexicalIndex
 from bot.segment import Paragraph, paragraphs
 from bot.sources import Document
@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]  # (sentences done, sentences total)
 
 DENSE_SENTENCE_WEIGHT = 0.65  # the rest goes to the paragraph's similarity
-LEXICAL_WEIGHT = 0.25
+NEIGHBOUR_WEIGHT = 0.3  # share of each neighbouring sentence mixed into a sentence's vector
+LEXICAL_WEIGHT = 0.15
+LEXICAL_CAP = 2.0  # lexical evidence saturates at about two rare words matched
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ class Index:
         self.paragraph_vectors = paragraph_vectors
         self.paragraph_row = paragraph_row  # unit -> row of paragraph_vectors
         self.lexical = lexical
+        self.context_vectors = _with_context(units, sentence_vectors)
 
     def __len__(self) -> int:
         return len(self.units)
@@ -89,13 +92,11 @@ class Index:
         """Score every unit for a question; best first."""
         if not self.units:
             return []
-        sent = self.sentence_vectors @ question_vector
+        sent = self.context_vectors @ question_vector
         para = (self.paragraph_vectors @ question_vector)[self.paragraph_row]
         dense = DENSE_SENTENCE_WEIGHT * sent + (1 - DENSE_SENTENCE_WEIGHT) * para
-        bm25, coverage = self.lexical.scores(question)
-        top = float(bm25.max()) if bm25.size else 0.0
-        lexical = bm25 / top if top > 0 else np.zeros_like(bm25)
-        score = dense + LEXICAL_WEIGHT * coverage * lexical
+        lexical = np.minimum(self.lexical.scores(question), LEXICAL_CAP) / LEXICAL_CAP
+        score = dense + LEXICAL_WEIGHT * lexical
         order = np.argsort(-score, kind="stable")
         return [Hit(int(i), float(score[i]), float(dense[i]), float(lexical[i])) for i in order]
 
@@ -121,13 +122,11 @@ def build(
         paras = paragraphs(doc.text)
         paragraphs_of.append(paras)
         sent_texts = [s.text for p in paras for s in p.sentences]
-        cached = _load_cached(cache_dir, doc, embedder, len(sent_texts), len(paras))
-        if cached is None:
+        sent_vecs = _load_cached(cache_dir, doc, embedder, len(sent_texts))
+        if sent_vecs is None:
             sent_vecs = _embed_with_progress(embedder, sent_texts, progress, done, total)
-            para_vecs = embedder.embed([p.text for p in paras])
-            _save_cached(cache_dir, doc, embedder, sent_vecs, para_vecs)
-        else:
-            sent_vecs, para_vecs = cached
+            _save_cached(cache_dir, doc, embedder, sent_vecs)
+        para_vecs = _paragraph_vectors(paras, sent_vecs)
         done += len(sent_texts)
         if progress:
             progress(done, total)
@@ -152,6 +151,27 @@ def build(
     )
 
 
+def _with_context(units: list[Unit], vectors: np.ndarray) -> np.ndarray:
+    """Each sentence's vector with a share of its paragraph neighbours' (who 'he' is, what 'this' was)."""
+    out = vectors.copy()
+    for i, unit in enumerate(units):
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(units) and units[j].doc == unit.doc and units[j].paragraph == unit.paragraph:
+                out[i] += NEIGHBOUR_WEIGHT * vectors[j]
+    return normalise(out) if len(units) else out
+
+
+def _paragraph_vectors(paras: list[Paragraph], sent_vecs: np.ndarray) -> np.ndarray:
+    """A paragraph's vector: the normalised mean of its sentences' (as good as embedding it whole)."""
+    out = np.zeros((len(paras), sent_vecs.shape[1] if sent_vecs.ndim == 2 else 512), dtype=np.float32)
+    row = 0
+    for p_index, para in enumerate(paras):
+        count = len(para.sentences)
+        out[p_index] = sent_vecs[row : row + count].sum(axis=0)
+        row += count
+    return normalise(out)
+
+
 def _embed_with_progress(
     embedder: Embedder, texts: list[str], progress: ProgressFn | None, done: int, total: int
 ) -> np.ndarray:
@@ -168,32 +188,28 @@ def _cache_path(cache_dir: Path, doc: Document, embedder: Embedder) -> Path:
     return cache_dir / f"{doc.content_hash}.{embedder.name}.npz"
 
 
-def _load_cached(
-    cache_dir: Path | None, doc: Document, embedder: Embedder, n_sent: int, n_para: int
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _load_cached(cache_dir: Path | None, doc: Document, embedder: Embedder, n_sent: int) -> np.ndarray | None:
     if cache_dir is None:
         return None
     path = _cache_path(cache_dir, doc, embedder)
     try:
         with np.load(path) as data:
-            sent, para = data["sentences"], data["paragraphs"]
+            sent = data["sentences"]
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError) as exc:
         log.warning("ignoring a damaged embedding cache %s: %s", path.name, exc)
         return None
-    if sent.shape[0] != n_sent or para.shape[0] != n_para:
+    if sent.shape[0] != n_sent:
         return None  # segmentation changed since the cache was written
-    return sent.astype(np.float32), para.astype(np.float32)
+    return sent.astype(np.float32)
 
 
-def _save_cached(
-    cache_dir: Path | None, doc: Document, embedder: Embedder, sent: np.ndarray, para: np.ndarray
-) -> None:
+def _save_cached(cache_dir: Path | None, doc: Document, embedder: Embedder, sent: np.ndarray) -> None:
     if cache_dir is None:
         return
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = _cache_path(cache_dir, doc, embedder)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, sentences=sent, paragraphs=para)
+    np.savez(tmp, sentences=sent)
     tmp.replace(path)

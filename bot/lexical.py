@@ -134,8 +134,10 @@ class LexicalIndex:
             stems = stem_all(surface_words, lang)
             for word, stem in zip(surface_words, stems, strict=True):
                 index.stem_of[word] = stem
+                index.stem_of.setdefault(stem, stem)
                 index.surface.setdefault(stem, set()).add(word)
                 index.by_skeleton.setdefault(skeleton(word), set()).add(word)
+                index.by_skeleton.setdefault(skeleton(stem), set()).add(stem)
             index.tokens.append(stems)
             for stem in set(stems):
                 index.df[stem] = index.df.get(stem, 0) + 1
@@ -147,26 +149,46 @@ class LexicalIndex:
 
     def expand(self, question: str) -> list[tuple[str, list[str]]]:
         """Each question content word with the document stems it matches (maybe none)."""
-        langs = sorted(set(self.lang_of)) or ["en"]
+        asked_in = question_language(question)
+        langs = [lang for lang in sorted(set(self.lang_of)) if asked_in in (None, lang)] or [asked_in or "en"]
         out = []
         for word in dict.fromkeys(content_words(question)):
             matched = {stem_all([word], lang)[0] for lang in langs} & self.df.keys()
             if len(word) >= 4 or word[:1].isdigit():
-                for candidate in self.by_skeleton.get(skeleton(word), ()):
-                    if similar_spelling(word, candidate):
-                        matched.add(self.stem_of[candidate])
+                for form in _forms(word):
+                    for candidate in self.by_skeleton.get(skeleton(form), ()):
+                        if similar_spelling(form, candidate):
+                            matched.add(self.stem_of.get(candidate, candidate))
             out.append((word, sorted(matched)))
         return out
 
-    def scores(self, question: str) -> tuple[np.ndarray, float]:
-        """BM25 score of every unit, and the share of question words found in the documents."""
+    def scores(self, question: str) -> np.ndarray:
+        """Lexical evidence per unit: BM25 in units of one rare word's match (1.0 ~ one rare hit)."""
         n = len(self.tokens)
-        expansion = self.expand(question)
-        if not expansion or self.retriever is None:
-            return np.zeros(n, dtype=np.float32), 0.0
-        query = sorted({stem for _, stems in expansion for stem in stems})
-        coverage = sum(1 for _, stems in expansion if stems) / len(expansion)
-        if not query:
-            return np.zeros(n, dtype=np.float32), 0.0
+        query = sorted({stem for _, stems in self.expand(question) for stem in stems})
+        if not query or self.retriever is None:
+            return np.zeros(n, dtype=np.float32)
         scores = np.asarray(self.retriever.get_scores(query), dtype=np.float32)
-        return scores, coverage
+        # A term in one unit, once, in a unit of average length: idf / (1 + k1) under Lucene's BM25.
+        rare = float(np.log(1 + (n - 1 + 0.5) / 1.5)) / (1 + self.retriever.k1) if n > 1 else 1.0
+        return scores / rare
+
+
+def question_language(text: str) -> str | None:
+    """The language a question is written in, when its stopwords or script tell; else None."""
+    tokens = words(text)
+    if any(re.search(r"[а-яё]", t) for t in tokens):
+        return "ru"
+    counts = {lang: sum(t in STOPWORDS[lang] for t in tokens) for lang in ("de", "en")}
+    if counts["de"] == counts["en"]:
+        return None
+    return max(counts, key=lambda lang: counts[lang])
+
+
+def _forms(word: str) -> list[str]:
+    """A question word and its stems, to match names in other grammatical cases."""
+    lang = "ru" if re.search(r"[а-яё]", word) else "en"
+    forms = [word, stem_all([word], lang)[0]]
+    if lang == "en":
+        forms.append(stem_all([word], "de")[0])
+    return list(dict.fromkeys(f for f in forms if len(f) >= 3))

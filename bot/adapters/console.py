@@ -24,7 +24,8 @@ def sources_rows(briefing: Briefing) -> list[tuple[str, str, str, int, str]]:
     """The sources as table rows."""
     rows = []
     for info in briefing.sources():
-        when = dt.datetime.fromtimestamp(info.indexed_at).strftime("%Y-%m-%d %H:%M") if info.indexed_at else "-"
+        stamp = dt.datetime.fromtimestamp(info.indexed_at) if info.indexed_at else None
+        when = stamp.strftime("%Y-%m-%d %H:%M") if stamp else "-"
         rows.append((info.id, info.title, info.lang, info.sentences, when))
     return rows
 
