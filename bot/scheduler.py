@@ -1,0 +1,289 @@
+"""When digests are due: schedules in the subscriber's time zone, and APScheduler wiring.
+
+A due job only writes the outbox row for (subscription, period); the period is the scheduled instant
+in UTC, so a job that fires twice, late, or on two instances names the same period and the unique
+constraint keeps one row. The period is computed from the `Clock`, never from when APScheduler woke
+up, which is what lets tests drive schedules across DST changes with a fake clock.
+
+At start the jobs are rebuilt from the subscriptions table, and `catch_up` enqueues, per
+subscription, the latest period missed while the bot was down if it lies within the grace period:
+a bot that was down for three days sends one digest, not three.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.errors import InputError
+from bot.store import Subscription
+
+log = logging.getLogger(__name__)
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")  # crontab numbers 0-7
+_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+$")
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_DAY_LIST = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
+                       r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*$")
+EXAMPLES = "/subscribe 07:30 Europe/Berlin · /subscribe weekly mon 08:00 · /subscribe cron 0 8 * * 1-5"
+
+
+class Clock(Protocol):
+    """The time now, as an aware datetime."""
+
+    def now(self) -> datetime:
+        """Now (timezone-aware)."""
+        ...
+
+
+class SystemClock:
+    """The real clock, in UTC."""
+
+    def now(self) -> datetime:
+        """Now, in UTC."""
+        return datetime.now(UTC)
+
+
+class Enqueuer(Protocol):
+    """Writes the outbox row of a (subscription, period); `bot.digest.Digester` in production."""
+
+    async def enqueue(
+        self, subscription: Subscription, period: str, *, force: bool = False, now: datetime | None = None
+    ) -> int | None:
+        """The new row's id, or None when the period has a row already."""
+        ...
+
+
+class Subscriptions(Protocol):
+    """Where the scheduler reads subscriptions from; `bot.store.Store` in production."""
+
+    async def active_subscriptions(self) -> list[Subscription]:
+        """Every active subscription."""
+        ...
+
+    async def subscription_by_id(self, subscription_id: int) -> Subscription | None:
+        """A subscription by id."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """daily 'HH:MM', weekly 'mon,thu HH:MM' or a 5-field crontab, in an IANA time zone."""
+
+    kind: str
+    expr: str
+    timezone: str
+
+    @classmethod
+    def of(cls, subscription: Subscription) -> Schedule:
+        """The schedule of a subscription."""
+        return cls(subscription.schedule_kind, subscription.schedule_expr, subscription.timezone)
+
+    def trigger(self) -> CronTrigger:
+        """The APScheduler trigger."""
+        zone = ZoneInfo(self.timezone)
+        if self.kind == "cron":
+            fields = self.expr.split()
+            return CronTrigger(
+                minute=fields[0], hour=fields[1], day=fields[2], month=fields[3],
+                day_of_week=_cron_weekdays(fields[4]), timezone=zone,
+            )
+        days, _, at = self.expr.rpartition(" ")
+        hour, minute = at.split(":")
+        return CronTrigger(day_of_week=days or None, hour=int(hour), minute=int(minute), timezone=zone)
+
+    def next_after(self, moment: datetime) -> datetime | None:
+        """The first fire time strictly after `moment`."""
+        return self.trigger().get_next_fire_time(None, moment + timedelta(microseconds=1))
+
+    def latest(self, now: datetime, window: timedelta) -> datetime | None:
+        """The last fire time in (now - window, now], or None."""
+        trigger = self.trigger()
+        fire = trigger.get_next_fire_time(None, now - window + timedelta(microseconds=1))
+        last = None
+        for _ in range(100_000):
+            if fire is None or fire > now:
+                break
+            last = fire
+            fire = trigger.get_next_fire_time(fire, fire)
+        return last
+
+
+def period_key(fire_time: datetime) -> str:
+    """The outbox period of a scheduled instant: its UTC minute, e.g. '2026-03-29T06:00Z'."""
+    return fire_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def manual_period(now: datetime) -> str:
+    """The period of an on-demand digest (/digest): unique per request."""
+    return "manual:" + now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_schedule(words: Iterable[str], default_time: str = "08:00", default_zone: str = "UTC") -> Schedule:
+    """Parse `/subscribe` arguments: '[HH:MM] [Area/City]', 'weekly mon 08:00 …', 'cron m h d m w …'."""
+    args = [w for w in words if w]
+    zone = default_zone
+    if args and (_ZONE.match(args[-1]) or args[-1].upper() == "UTC"):
+        zone = args.pop()
+    _check_zone(zone)
+    kind = "daily"
+    if args and args[0].lower() in ("daily", "weekly", "cron"):
+        kind = args.pop(0).lower()
+    if kind == "cron":
+        expr = " ".join(args)
+        if len(args) != 5:
+            raise InputError(f"A cron schedule has 5 fields (minute hour day month weekday). E.g. {EXAMPLES}")
+        try:
+            Schedule("cron", expr, zone).trigger()
+        except ValueError as exc:
+            raise InputError(
+                f"Invalid cron expression {expr!r}: {exc}. E.g. /subscribe cron 0 8 * * 1-5"
+            ) from exc
+        return Schedule("cron", expr, zone)
+    days = ""
+    if kind == "weekly":
+        if not args or not _DAY_LIST.match(args[0].lower()):
+            raise InputError(f"Say which weekday, e.g. /subscribe weekly mon 08:00 (or mon,thu). {EXAMPLES}")
+        days = args.pop(0).lower()
+    at = args.pop(0) if args else default_time
+    match = _TIME.match(at)
+    if args or not match:
+        raise InputError(f"Invalid time {at!r}: use HH:MM (24 h) and an IANA zone. E.g. {EXAMPLES}")
+    at = f"{int(match[1]):02d}:{match[2]}"
+    return Schedule(kind, f"{days} {at}".strip(), zone)
+
+
+def _check_zone(zone: str) -> None:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InputError(
+            f"Unknown time zone {zone!r}: use an IANA name like Europe/Berlin or America/New_York."
+        ) from exc
+
+
+def _cron_weekdays(field: str) -> str:
+    """Crontab weekday numbers (0 and 7 = Sunday) as names; APScheduler 3 counts 0 as Monday."""
+    if not re.search(r"\d", field.split("/")[0]) and "/" not in field:
+        return field
+    days: set[int] = set()
+    for part in field.split(","):
+        base, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if base == "*":
+            lo, hi = 0, 6
+        elif "-" in base:
+            lo_text, hi_text = base.split("-", 1)
+            lo, hi = _day_number(lo_text), _day_number(hi_text)
+        else:
+            lo = hi = _day_number(base)
+            if step_text:
+                hi = 6
+        if lo > hi:
+            raise ValueError(f"weekday range {base!r} runs backwards")
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return ",".join(CRON_DAYS[d] for d in sorted(days))
+
+
+def _day_number(text: str) -> int:
+    text = text.strip().lower()
+    if text.isdigit() and 0 <= int(text) <= 7:
+        return int(text)
+    if text in CRON_DAYS:
+        return CRON_DAYS.index(text)
+    raise ValueError(f"unknown weekday {text!r}")
+
+
+class DigestScheduler:
+    """APScheduler jobs, one per active subscription; a due job enqueues the period's outbox row."""
+
+    def __init__(
+        self,
+        subscriptions: Subscriptions,
+        enqueuer: Enqueuer,
+        *,
+        clock: Clock | None = None,
+        grace: timedelta = timedelta(hours=12),
+    ) -> None:
+        self.subscriptions = subscriptions
+        self.enqueuer = enqueuer
+        self.clock = clock or SystemClock()
+        self.grace = grace
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+
+    async def start(self) -> None:
+        """Rebuild the jobs from the subscriptions table, start, and send what was missed."""
+        subs = await self.subscriptions.active_subscriptions()
+        for sub in subs:
+            self.add(sub)
+        self.scheduler.start()
+        await self.catch_up(subs)
+
+    def shutdown(self) -> None:
+        """Stop firing jobs."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def add(self, subscription: Subscription) -> None:
+        """Create or replace the job of a subscription."""
+        self.scheduler.add_job(
+            self.fire,
+            Schedule.of(subscription).trigger(),
+            args=[subscription.id],
+            id=_job_id(subscription.id),
+            replace_existing=True,
+            misfire_grace_time=max(1, int(self.grace.total_seconds())),
+            coalesce=True,
+            max_instances=1,
+        )
+
+    def remove(self, subscription_id: int) -> None:
+        """Drop a subscription's job, if it has one."""
+        if self.scheduler.get_job(_job_id(subscription_id)):
+            self.scheduler.remove_job(_job_id(subscription_id))
+
+    def next_run(self, subscription_id: int) -> datetime | None:
+        """When the subscription's job fires next (None: no job)."""
+        job = self.scheduler.get_job(_job_id(subscription_id))
+        return job.next_run_time if job else None
+
+    async def fire(self, subscription_id: int) -> int | None:
+        """The job: re-read the subscription and enqueue its due period."""
+        sub = await self.subscriptions.subscription_by_id(subscription_id)
+        if sub is None or not sub.active:
+            self.remove(subscription_id)
+            return None
+        return await self.run_due(sub)
+
+    async def run_due(self, subscription: Subscription) -> int | None:
+        """Enqueue the latest period due within the grace period (a no-op if it has a row already)."""
+        now = self.clock.now()
+        fire = Schedule.of(subscription).latest(now, self.grace)
+        if fire is None or fire < subscription.created_at:
+            return None
+        row = await self.enqueuer.enqueue(subscription, period_key(fire), now=now)
+        if row is not None:
+            log.info("digest %s for subscription %d enqueued", period_key(fire), subscription.id)
+        return row
+
+    async def catch_up(self, subscriptions: list[Subscription] | None = None) -> int:
+        """Enqueue, once, each subscription's latest missed period within the grace period."""
+        subs = subscriptions if subscriptions is not None else await self.subscriptions.active_subscriptions()
+        enqueued = 0
+        for sub in subs:
+            if await self.run_due(sub) is not None:
+                enqueued += 1
+        return enqueued
+
+
+def _job_id(subscription_id: int) -> str:
+    return f"digest:{subscription_id}"
