@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
-	$(BIN)/python bench/answer_latency.py
+	$(BIN)/python bench/core.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

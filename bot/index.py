@@ -109,18 +109,16 @@ def build(
 ) -> Index:
     """Segment and embed documents (reusing cached embeddings) into a searchable Index."""
     units: list[Unit] = []
-    paragraphs_of: list[list[Paragraph]] = []
     sentence_blocks: list[np.ndarray] = []
     paragraph_blocks: list[np.ndarray] = []
     paragraph_row: list[int] = []
     unit_texts: list[str] = []
     unit_langs: list[str] = []
-    total = sum(len(p.sentences) for doc in documents for p in paragraphs(doc.text))
+    paragraphs_of = [paragraphs(doc.text) for doc in documents]
+    total = sum(len(p.sentences) for paras in paragraphs_of for p in paras)
     done = 0
     row = 0
-    for d, doc in enumerate(documents):
-        paras = paragraphs(doc.text)
-        paragraphs_of.append(paras)
+    for d, (doc, paras) in enumerate(zip(documents, paragraphs_of, strict=True)):
         sent_texts = [s.text for p in paras for s in p.sentences]
         sent_vecs = _load_cached(cache_dir, doc, embedder, len(sent_texts))
         if sent_vecs is None:

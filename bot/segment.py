@@ -110,7 +110,7 @@ def _is_boundary(text: str, dot: int, cut: int, end: int) -> bool:
         return not nxt.islower()
     if nxt.islower() or nxt in ",;:":
         return False
-    word = _WORD_BEFORE.search(text, 0, dot)
+    word = _WORD_BEFORE.search(text, max(0, dot - 40), dot)
     if word is None:
         return True
     token = word.group(1)
