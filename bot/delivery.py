@@ -1,0 +1,294 @@
+"""Draining the outbox: claim due rows, send them within the platform's limits, record the outcome.
+
+Delivery is at-least-once. A row is claimed with a lease, sent, and then marked sent in its own
+transaction; if the process dies between the send and the mark, the lease runs out and the row is
+sent again. Platforms like Telegram take no idempotency key, so that second copy cannot be avoided,
+but it is bounded: only sends in flight at the crash can repeat, and at most `concurrency` sends are
+ever in flight. Claimed rows that were not yet sent are simply sent later, never twice.
+
+Outcomes: sent; retry-after (the whole sender pauses, the row waits, no attempt counted); recipient
+gone (blocked, deleted, kicked: the subscription becomes inactive); other failures are retried with
+exponential backoff and recorded as failed after `max_attempts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from bot.config import Settings
+from bot.digest import Digest
+from bot.errors import BriefbotError
+from bot.scheduler import Clock, SystemClock
+from bot.store import OutboxItem, Store
+
+log = logging.getLogger(__name__)
+
+INLINE_WAIT = 1.5  # a chat busy for longer than this goes back to the outbox instead of blocking a worker
+
+
+class SendError(BriefbotError):
+    """A message could not be sent."""
+
+
+class RetryAfter(SendError):
+    """The platform asked to wait before sending again (Telegram 429 retry_after)."""
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        super().__init__(message or f"retry after {seconds} s")
+        self.seconds = float(seconds)
+
+
+class RecipientGone(SendError):
+    """The chat blocked the bot, was deleted, or removed it: do not send there again."""
+
+
+class TransientSendError(SendError):
+    """A failure worth retrying later (network, server error)."""
+
+
+class PermanentSendError(SendError):
+    """A failure that retrying will not fix (a bad request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a message goes: a platform's chat id (or @channel) and what kind of chat it is."""
+
+    platform: str
+    chat_id: str
+    chat_kind: str = "private"  # private | group | channel
+
+
+class Sender(Protocol):
+    """Sends one digest as one message; raises a SendError subclass when it cannot."""
+
+    async def send(self, target: Target, message: Digest) -> None:
+        """Deliver `message` to `target`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Platform limits (Telegram defaults: 25 msg/s overall, 1/s per chat, 20/min per group)."""
+
+    global_rate: float = 25.0
+    per_chat_rate: float = 1.0
+    group_per_minute: int = 20
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The limits configured in Settings."""
+        return cls(settings.delivery_rate_global, settings.delivery_rate_per_chat, settings.delivery_group_per_minute)
+
+
+class RateLimiter:
+    """Paces sends: evenly spaced global slots, one per second per chat, a per-minute window per group."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._next_slot = 0.0
+        self._paused_until = 0.0
+        self._chat_next: dict[str, float] = {}
+        self._group_sent: dict[str, collections.deque[float]] = {}
+        self._lock = asyncio.Lock()
+
+    @staticmethod
+    def _now() -> float:
+        return time.monotonic()
+
+    def pause(self, seconds: float) -> None:
+        """Stop every send for `seconds` (a retry-after applies to the whole bot)."""
+        self._paused_until = max(self._paused_until, self._now() + seconds)
+        self._next_slot = max(self._next_slot, self._paused_until)
+
+    async def acquire(self) -> None:
+        """Wait for the next global slot (a slot that falls into a pause is exchanged for a later one)."""
+        for _ in range(1000):
+            async with self._lock:
+                now = self._now()
+                slot = max(now, self._next_slot, self._paused_until)
+                self._next_slot = slot + 1.0 / self.limits.global_rate
+            if slot > now:
+                await asyncio.sleep(slot - now)
+            if self._paused_until <= self._now():
+                return
+
+    def reserve(self, chat_id: str, kind: str, max_wait: float = INLINE_WAIT) -> float:
+        """Seconds until `chat_id` may get a message; the slot is booked when that is within max_wait."""
+        now = self._now()
+        at = max(now, self._chat_next.get(chat_id, 0.0))
+        window = self._group_sent.get(chat_id) if kind != "private" else None
+        if window is not None:
+            while window and window[0] <= now - 60.0:
+                window.popleft()
+            if len(window) >= self.limits.group_per_minute:
+                at = max(at, window[0] + 60.0)
+        wait = at - now
+        if wait > max_wait:
+            return wait
+        self._chat_next[chat_id] = at + 1.0 / self.limits.per_chat_rate
+        if kind != "private":
+            self._group_sent.setdefault(chat_id, collections.deque()).append(at)
+        if len(self._chat_next) > 50_000:
+            self._forget(now)
+        return wait
+
+    def _forget(self, now: float) -> None:
+        self._chat_next = {k: v for k, v in self._chat_next.items() if v > now}
+        self._group_sent = {k: v for k, v in self._group_sent.items() if v and v[-1] > now - 60.0}
+
+
+@dataclass
+class DrainReport:
+    """What one drainer did."""
+
+    sent: int = 0
+    deferred: int = 0
+    retried: int = 0
+    failed: int = 0
+    gone: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Drainer:
+    """Sends the outbox through a Sender with at most `concurrency` messages in flight."""
+
+    def __init__(
+        self,
+        store: Store,
+        sender: Sender,
+        *,
+        limits: Limits | None = None,
+        concurrency: int = 8,
+        max_attempts: int = 5,
+        backoff: float = 5.0,
+        lease: float = 60.0,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        poll: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.limiter = RateLimiter(limits or Limits())
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.lease = lease
+        self.clock = clock or SystemClock()
+        self.worker_id = worker_id or uuid.uuid4().hex[:12]
+        self.poll = poll
+        self.report = DrainReport()
+        self._wake = asyncio.Event()
+
+    @classmethod
+    def from_settings(cls, store: Store, sender: Sender, settings: Settings, **kwargs: object) -> Drainer:
+        """A drainer with the limits, retries and lease of Settings."""
+        return cls(
+            store, sender, limits=Limits.from_settings(settings), concurrency=settings.delivery_concurrency,
+            max_attempts=settings.delivery_max_attempts, backoff=settings.delivery_backoff_seconds,
+            lease=settings.delivery_lease_seconds, **kwargs,  # type: ignore[arg-type]
+        )
+
+    def wake(self) -> None:
+        """Look at the outbox now (a row was just enqueued)."""
+        self._wake.set()
+
+    async def run(self, *, until_idle: bool = False, idle_horizon: float = 30.0) -> DrainReport:
+        """Drain forever (or, with until_idle, until nothing is due within idle_horizon seconds)."""
+        queue: asyncio.Queue[OutboxItem] = asyncio.Queue(maxsize=self.concurrency)
+        workers = [asyncio.create_task(self._work(queue)) for _ in range(self.concurrency)]
+        try:
+            while True:
+                room = self.concurrency - queue.qsize()
+                items = await self.store.claim(self.worker_id, room, self.lease, self.clock.now()) if room else []
+                for item in items:
+                    await queue.put(item)
+                if items:
+                    continue
+                if room == 0:
+                    await asyncio.sleep(0.01)
+                    continue
+                await queue.join()  # in-flight sends may defer rows that are due soon
+                due = await self.store.next_due()
+                wait = self.poll if due is None else (due - self.clock.now()).total_seconds()
+                if until_idle and (due is None or wait > idle_horizon):
+                    return self.report
+                await self._sleep(min(max(wait, 0.0), self.poll))
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.01))
+        except TimeoutError:
+            pass
+
+    async def _work(self, queue: asyncio.Queue[OutboxItem]) -> None:
+        while True:
+            item = await queue.get()
+            try:
+                await self.deliver(item)
+            finally:
+                queue.task_done()
+
+    async def deliver(self, item: OutboxItem) -> None:
+        """Send one claimed row and record the outcome."""
+        target = Target(item.platform, item.chat_id, item.chat_kind)
+        wait = self.limiter.reserve(item.chat_id, item.chat_kind)
+        if wait > INLINE_WAIT:
+            self.report.deferred += 1
+            await self.store.defer(item.id, self._at(wait))
+            return
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self.limiter.acquire()
+        if item.payload is None:  # not expected: empty periods are never pending
+            await self.store.mark_failed(item.id, "no payload", attempt=False)
+            return
+        try:
+            await self.sender.send(target, Digest.from_dict(item.payload))
+        except RetryAfter as exc:
+            self.limiter.pause(exc.seconds)
+            self.report.deferred += 1
+            await self.store.defer(item.id, self._at(exc.seconds), error=str(exc))
+        except RecipientGone as exc:
+            self.report.gone += 1
+            log.info("chat %s is gone (%s): subscription %d inactive", item.chat_id, exc, item.subscription_id)
+            await self.store.mark_gone(item.id, str(exc))
+        except PermanentSendError as exc:
+            self.report.failed += 1
+            self.report.errors.append(str(exc))
+            await self.store.mark_failed(item.id, str(exc))
+        except Exception as exc:  # transient or unexpected: retried, and recorded
+            if not isinstance(exc, SendError):
+                log.exception("unexpected error sending outbox row %d", item.id)
+            await self._retry(item, f"{type(exc).__name__}: {exc}")
+        else:
+            self.report.sent += 1
+            await self.store.mark_sent(item.id, self.clock.now())
+
+    async def _retry(self, item: OutboxItem, error: str) -> None:
+        attempts = item.attempts + 1
+        if attempts >= self.max_attempts:
+            self.report.failed += 1
+            self.report.errors.append(error)
+            log.warning("giving up on outbox row %d after %d attempts: %s", item.id, attempts, error)
+            await self.store.mark_failed(item.id, error)
+            return
+        self.report.retried += 1
+        delay = self.backoff * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
+        await self.store.defer(item.id, self._at(delay), error=error, attempt=True)
+
+    def _at(self, seconds: float) -> datetime:
+        return self.clock.now() + timedelta(seconds=seconds)
