@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         default_factory=list,
         validation_alias=AliasChoices("BRIEFBOT_TELEGRAM_ADMIN_IDS", "TELEGRAM_ADMIN_IDS"),
     )
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret token Telegram sends with every webhook request; random per run when unset.",
+        validation_alias=AliasChoices("BRIEFBOT_TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_WEBHOOK_SECRET"),
+    )
+    telegram_quotes_shown: int = 1  # quotes in the first reply; the rest behind "More quotes"
     discord_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("BRIEFBOT_DISCORD_BOT_TOKEN", "DISCORD_BOT_TOKEN")
     )
