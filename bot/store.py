@@ -503,7 +503,7 @@ class Store:
                     o.id, o.subscription_id, o.period, json.loads(o.payload) if o.payload else None,
                     o.attempts, sub.platform, sub.chat_id, sub.chat_kind,
                 )
-                for o, sub in rows.tuples()
+                for o, sub in rows
             ]
 
     async def mark_sent(self, outbox_id: int, now: datetime | None = None) -> None:

@@ -1,0 +1,168 @@
+"""Contract tests of bot.store, run alike against SQLite and the PostgreSQL named by the environment."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from bot.store import EMPTY, FAILED, GONE, PENDING, SENDING, SENT, Store
+from tests.digest_support import BACKENDS, create_pg_database, drop_pg_database, open_store, pg_fixture_url
+
+T0 = datetime(2026, 3, 1, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with open_store(request.param, tmp_path, pg_fixture_url(request)) as opened:
+        yield opened
+
+
+async def subscribe(store: Store, chat: str, **kw: Any) -> int:
+    values: dict[str, Any] = dict(schedule_kind="daily", schedule_expr="08:00", timezone="Europe/Berlin", now=T0)
+    values.update(kw)
+    return (await store.subscribe("telegram", chat, **values)).id
+
+
+def builder(payload: dict[str, Any] | None, state: dict[str, str], calls: list[dict[str, str]] | None = None):
+    async def build(seen: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        if calls is not None:
+            calls.append(dict(seen))
+        return payload, state
+
+    return build
+
+
+async def test_migrations_are_idempotent_and_recorded(store: Store) -> None:
+    await store.migrate()
+    await store.migrate()
+    async with store.engine.connect() as conn:
+        version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+    assert version == "0001"
+
+
+async def test_one_subscription_per_chat_updated_and_reactivated(store: Store) -> None:
+    first = await subscribe(store, "100")
+    second = await subscribe(store, "100", schedule_kind="weekly", schedule_expr="mon 09:00", timezone="UTC")
+    assert first == second
+    sub = await store.subscription("telegram", "100")
+    assert sub is not None and (sub.schedule_kind, sub.schedule_expr, sub.timezone) == ("weekly", "mon 09:00", "UTC")
+    assert sub.created_at == T0 and sub.created_at.tzinfo is not None
+    assert await store.unsubscribe("telegram", "100") is True
+    assert await store.unsubscribe("telegram", "100") is False
+    assert await store.active_subscriptions() == []
+    await subscribe(store, "100")
+    again = await store.subscription("telegram", "100")
+    assert again is not None and again.active and again.id == first
+    assert await store.subscription("discord", "100") is None
+
+
+async def test_one_outbox_row_per_subscription_and_period(store: Store) -> None:
+    sub = await subscribe(store, "1")
+    calls: list[dict[str, str]] = []
+    build = builder({"sections": [{"source": "a"}]}, {"a": "h1"}, calls)
+    first = await store.create_digest(sub, "2026-03-01T07:00Z", build, T0)
+    assert first is not None
+    assert await store.create_digest(sub, "2026-03-01T07:00Z", build, T0) is None
+    assert calls == [{}]  # the second insert did not even build
+    assert await store.seen(sub) == {"a": "h1"}
+    second = await store.create_digest(sub, "2026-03-02T07:00Z", build, T0)
+    assert second is not None and calls[-1] == {"a": "h1"}
+    assert await store.outbox_counts() == {PENDING: 2}
+    assert await store.has_period(sub, "2026-03-01T07:00Z")
+
+
+async def test_concurrent_enqueues_of_one_period_make_one_row(store: Store) -> None:
+    sub = await subscribe(store, "1")
+
+    async def slow_build(seen: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+        await asyncio.sleep(0.05)
+        return {"sections": []}, {"a": "h"}
+
+    results = await asyncio.gather(*(store.create_digest(sub, "p", slow_build, T0) for _ in range(5)))
+    assert sum(r is not None for r in results) == 1
+    assert await store.outbox_counts() == {PENDING: 1}
+
+
+async def test_nothing_new_keeps_the_period_but_sends_nothing(store: Store) -> None:
+    sub = await subscribe(store, "1")
+    await store.create_digest(sub, "p1", builder({"sections": []}, {"a": "h1"}), T0)
+    assert await store.create_digest(sub, "p2", builder(None, {"a": "h2"}), T0) is not None
+    assert await store.outbox_counts() == {PENDING: 1, EMPTY: 1}
+    assert await store.seen(sub) == {"a": "h1"}  # an empty digest changes nobody's state
+    assert [h.period for h in await store.history(sub)] == ["p2", "p1"]
+
+
+async def test_source_versions_are_stored_once(store: Store) -> None:
+    await store.record_versions({("a", "h1"): ["s1", "s2"]}, T0)
+    await store.record_versions({("a", "h1"): ["changed"], ("b", "h9"): []}, T0)
+    found = await store.version_hashes([("a", "h1"), ("b", "h9"), ("c", "zz")])
+    assert found == {("a", "h1"): frozenset({"s1", "s2"}), ("b", "h9"): frozenset()}
+
+
+async def test_claim_takes_due_rows_once_and_again_after_the_lease(store: Store) -> None:
+    subs = [await subscribe(store, str(i)) for i in range(3)]
+    for sub in subs:
+        await store.create_digest(sub, "p", builder({"sections": []}, {}), T0)
+    claimed = await store.claim("w1", 2, lease=30, now=T0)
+    assert len(claimed) == 2 and {c.chat_id for c in claimed} <= {"0", "1", "2"}
+    rest = await store.claim("w2", 10, lease=30, now=T0)
+    assert len(rest) == 1 and rest[0].id not in {c.id for c in claimed}
+    assert await store.claim("w3", 10, lease=30, now=T0 + timedelta(seconds=10)) == []
+    await store.mark_sent(claimed[0].id, T0)
+    expired = await store.claim("w3", 10, lease=30, now=T0 + timedelta(seconds=31))
+    assert {c.id for c in expired} == {claimed[1].id, rest[0].id}  # the dead worker's rows
+    assert (await store.outbox_counts()) == {SENT: 1, SENDING: 2}
+
+
+async def test_deferred_rows_wait_and_count_attempts(store: Store) -> None:
+    sub = await subscribe(store, "1")
+    await store.create_digest(sub, "p", builder({"sections": []}, {}), T0)
+    (item,) = await store.claim("w", 5, 30, T0)
+    await store.defer(item.id, T0 + timedelta(minutes=1), error="boom", attempt=True)
+    assert await store.claim("w", 5, 30, T0 + timedelta(seconds=59)) == []
+    assert await store.next_due() == T0 + timedelta(minutes=1)
+    (again,) = await store.claim("w", 5, 30, T0 + timedelta(minutes=1))
+    assert again.attempts == 1
+    await store.mark_failed(again.id, "still boom")
+    (entry,) = await store.history(sub)
+    assert (entry.status, entry.attempts, entry.last_error) == (FAILED, 2, "still boom")
+    assert await store.next_due() is None
+
+
+async def test_gone_recipient_deactivates_the_subscription(store: Store) -> None:
+    sub = await subscribe(store, "1")
+    await store.create_digest(sub, "p", builder({"sections": []}, {}), T0)
+    (item,) = await store.claim("w", 5, 30, T0)
+    await store.mark_gone(item.id, "Forbidden: bot was blocked by the user")
+    found = await store.subscription_by_id(sub)
+    assert found is not None and not found.active
+    assert await store.outbox_counts() == {GONE: 1}
+
+
+async def test_concurrent_claims_never_share_a_row(store: Store) -> None:
+    subs = [await subscribe(store, str(i)) for i in range(60)]
+    for sub in subs:
+        await store.create_digest(sub, "p", builder({"sections": []}, {}), T0)
+
+    async def worker(name: str) -> list[int]:
+        got: list[int] = []
+        while batch := await store.claim(name, 4, 30, T0):
+            got += [item.id for item in batch]
+        return got
+
+    results = await asyncio.gather(*(worker(f"w{i}") for i in range(4)))
+    ids = [i for r in results for i in r]
+    assert len(ids) == len(set(ids)) == 60
