@@ -20,7 +20,8 @@ ANCHOR_LEXICAL = 0.45  # ... unless about one rare question word (a name, a term
 KEEP_RATIO = 0.5  # further quotes must score at least this share of the best one
 MERGE_RATIO = 0.85  # a neighbour this close to its sentence's score joins the passage
 MAX_PASSAGE_CHARS = 700
-QUESTION_HANDOFF = 0.7  # share of a source question's score handed to the answer that follows
+QUESTION_HANDOFF = 0.95  # share of a source question's score handed to the answer that follows ...
+HANDOFF_GATE = 0.55  # ... when the user asks much the same (cosine of the two questions alone)
 ONE_QUOTE_PER_PARAGRAPH = False  # True: every quote from another paragraph
 
 
@@ -77,10 +78,12 @@ def extract(index: Index, hits: list[Hit], question: str, max_quotes: int = 3) -
     scores = np.zeros(len(index), dtype=np.float32)
     for hit in hits:
         scores[hit.unit] = hit.score
-    scores = _hand_off_questions(index, scores)
+    statements = [int(i) for i in np.argsort(-scores, kind="stable") if not index.units[int(i)].is_question]
+    if not statements or not _answerable(hits, float(scores[statements[0]])):
+        return Answer(question, False, NOT_ANSWERED)  # judged on the statements' own evidence
+    cosines = {hit.unit: hit.cosine for hit in hits}
+    scores = _hand_off_questions(index, scores, cosines)
     order = [int(i) for i in np.argsort(-scores, kind="stable") if not index.units[int(i)].is_question]
-    if not order or not _answerable(hits, float(scores[order[0]])):
-        return Answer(question, False, NOT_ANSWERED)
     best = float(scores[order[0]])
     used: set[int] = set()
     quoted_paragraphs: set[tuple[int, int]] = set()
@@ -106,12 +109,12 @@ def _answerable(hits: list[Hit], best: float) -> bool:
     return anchored >= ANCHOR_LEXICAL
 
 
-def _hand_off_questions(index: Index, scores: np.ndarray) -> np.ndarray:
-    """Give each source question's score to the first statements after it (same document)."""
+def _hand_off_questions(index: Index, scores: np.ndarray, cosines: dict[int, float]) -> np.ndarray:
+    """Give the best-matching source questions' scores to the statements that answer them."""
     out = scores.copy()
     units = index.units
     for i, unit in enumerate(units):
-        if not unit.is_question:
+        if not unit.is_question or cosines.get(i, 0.0) < HANDOFF_GATE:
             continue
         j = i + 1
         while j < len(units) and units[j].doc == unit.doc and units[j].is_question:

@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.embed import Embedder, UseEmbedder
 from bot.errors import InputError, SourceError
 from bot.index import Index, ProgressFn, build
+from bot.llm import LLM, improve
 from bot.sources import (
     SOURCE_ID,
     Document,
@@ -51,9 +52,10 @@ class SourceInfo:
 class Briefing:
     """Sources, index and answers; built once in main() and passed to the adapters."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, llm: LLM | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or UseEmbedder()
+        self.llm = llm
         self._index: Index | None = None
         self._indexed_at: dict[str, float] = {}
         self._lock = threading.Lock()  # serialises reloads and source edits, never questions
@@ -174,7 +176,10 @@ class Briefing:
         index = self.index
         vector = self.embedder.embed([cleaned])[0]
         hits = index.search(vector, cleaned)
-        return extract(index, hits, question, self.settings.quotes_per_answer)
+        offline = extract(index, hits, question, self.settings.quotes_per_answer)
+        if self.llm is None:
+            return offline
+        return improve(self.llm, index, hits, offline, question, self.settings.quotes_per_answer)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")

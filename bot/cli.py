@@ -50,8 +50,10 @@ def _setup(
     )
     for noisy in ("httpx", "httpcore", "bm25s", "aiogram.event", "discord.gateway"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from bot.llm import from_settings
+
     state.settings = settings
-    state.briefing = Briefing(settings)
+    state.briefing = Briefing(settings, llm=from_settings(settings))
 
 
 @contextmanager

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("BRIEFBOT_OPENAI_BASE_URL", "OPENAI_BASE_URL")
     )
     llm_model: str | None = None
+    llm_timeout: float = 30.0
 
     default_timezone: str = "UTC"
     default_digest_time: str = "08:00"

@@ -56,6 +56,7 @@ class Hit:
     score: float
     dense: float
     lexical: float
+    cosine: float  # the question's similarity to this sentence alone
 
 
 class Index:
@@ -92,13 +93,16 @@ class Index:
         """Score every unit for a question; best first."""
         if not self.units:
             return []
+        cosine = self.sentence_vectors @ question_vector
         sent = self.context_vectors @ question_vector
         para = (self.paragraph_vectors @ question_vector)[self.paragraph_row]
         dense = DENSE_SENTENCE_WEIGHT * sent + (1 - DENSE_SENTENCE_WEIGHT) * para
         lexical = np.minimum(self.lexical.scores(question), LEXICAL_CAP) / LEXICAL_CAP
         score = dense + LEXICAL_WEIGHT * lexical
         order = np.argsort(-score, kind="stable")
-        return [Hit(int(i), float(score[i]), float(dense[i]), float(lexical[i])) for i in order]
+        return [
+            Hit(int(i), float(score[i]), float(dense[i]), float(lexical[i]), float(cosine[i])) for i in order
+        ]
 
 
 def build(
