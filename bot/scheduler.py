@@ -34,6 +34,7 @@ _ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+$")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _DAY_LIST = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
                        r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*$")
+RESOLUTION = timedelta(minutes=1)
 EXAMPLES = "/subscribe 07:30 Europe/Berlin · /subscribe weekly mon 08:00 · /subscribe cron 0 8 * * 1-5"
 
 
@@ -103,24 +104,51 @@ class Schedule:
 
     def next_after(self, moment: datetime) -> datetime | None:
         """The first fire time strictly after `moment`."""
-        return self.trigger().get_next_fire_time(None, moment + timedelta(microseconds=1))
+        trigger = self.trigger()
+        fire = trigger.get_next_fire_time(None, moment + timedelta(microseconds=1))
+        for _ in range(10):
+            if fire is None or fire > moment:
+                break
+            fire = _following(trigger, fire)
+        return fire
 
     def latest(self, now: datetime, window: timedelta) -> datetime | None:
         """The last fire time in (now - window, now], or None."""
         trigger = self.trigger()
-        fire = trigger.get_next_fire_time(None, now - window + timedelta(microseconds=1))
+        start = now - window + timedelta(microseconds=1)
+        fire = trigger.get_next_fire_time(None, start)
         last = None
         for _ in range(100_000):
             if fire is None or fire > now:
                 break
-            last = fire
-            fire = trigger.get_next_fire_time(fire, fire)
+            if fire >= start:
+                last = fire
+            fire = _following(trigger, fire)
         return last
 
+    def period(self, fire_time: datetime) -> str:
+        """The outbox period of a fire time (see `period_key`)."""
+        return period_key(fire_time, self.timezone)
 
-def period_key(fire_time: datetime) -> str:
-    """The outbox period of a scheduled instant: its UTC minute, e.g. '2026-03-29T06:00Z'."""
-    return fire_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+def _following(trigger: CronTrigger, fire: datetime) -> datetime | None:
+    """The fire time after `fire`; APScheduler 3 can return an earlier one inside a DST fold."""
+    following = trigger.get_next_fire_time(fire, fire)
+    if following is not None and following <= fire:
+        following = trigger.get_next_fire_time(None, fire + RESOLUTION)
+        if following is not None and following <= fire:
+            return None
+    return following
+
+
+def period_key(fire_time: datetime, timezone: str) -> str:
+    """A period: the scheduled local wall time and zone, e.g. '2026-10-25T02:30@Europe/Berlin'.
+
+    Wall time, not the UTC instant: when clocks fall back, 02:30 happens twice, and both firings
+    name the same period, so the digest is sent once.
+    """
+    local = fire_time.astimezone(ZoneInfo(timezone))
+    return f"{local:%Y-%m-%dT%H:%M}@{timezone}"
 
 
 def manual_period(now: datetime) -> str:
@@ -270,9 +298,10 @@ class DigestScheduler:
         fire = Schedule.of(subscription).latest(now, self.grace)
         if fire is None or fire < subscription.created_at:
             return None
-        row = await self.enqueuer.enqueue(subscription, period_key(fire), now=now)
+        period = period_key(fire, subscription.timezone)
+        row = await self.enqueuer.enqueue(subscription, period, now=now)
         if row is not None:
-            log.info("digest %s for subscription %d enqueued", period_key(fire), subscription.id)
+            log.info("digest %s for subscription %d enqueued", period, subscription.id)
         return row
 
     async def catch_up(self, subscriptions: list[Subscription] | None = None) -> int:
