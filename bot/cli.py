@@ -165,3 +165,23 @@ def main() -> None:
         sys.exit(2 if isinstance(exc, InputError) else 1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+run_app = typer.Typer(help="Run Briefbot as a chat bot.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+
+@run_app.command("telegram")
+def run_telegram(
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="Public HTTPS URL for a webhook (default: long polling).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Webhook mode: the address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="Webhook mode: the port to listen on.")] = 8080,
+) -> None:
+    """Serve Telegram with TELEGRAM_BOT_TOKEN (TELEGRAM_API_BASE for another Bot API server)."""
+    from bot.adapters.telegram_run import check_config, run
+
+    check_config(state.settings)
+    _load_index(err)
+    run(state.briefing, webhook=webhook, host=host, port=port)

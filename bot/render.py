@@ -86,6 +86,47 @@ TELEGRAM_HELP = (
 )
 
 
+TELEGRAM_TEXT = {
+    "ask_usage": "Write your question after the command, for example: /ask What happened on 9 May?",
+    "unknown_command": "I do not know that command. /help lists what I can do.",
+    "text_only": "Send me your question as text.",
+    "expired": "This answer is too old for that; please ask again.",
+    "refused": "Sorry, only the bot's admins can do that.",
+    "input_error": "I cannot use that:",
+    "source_error": "A source could not be read, so nothing changed: I keep answering from the last good index.",
+    "briefbot_error": "That did not work:",
+    "apology": "Sorry, something went wrong on my side. Please try again in a moment.",
+    "reloading": "Reloading every source…",
+    "addsource_usage": "Send the file (.txt, .md or .html) as a document with the caption /addsource "
+    "[title], or reply /addsource to a document.",
+    "removesource_usage": "Usage: /removesource ID (the ids are listed by /sources).",
+    "adding": "Adding the source…",
+}
+
+
+def telegram_reloaded(sources: int, sentences: int) -> list[FText]:
+    """The outcome of a successful reload."""
+    return [FText(Bold("Reloaded."), f" {sources} sources, {sentences} sentences indexed.")]
+
+
+def telegram_source_added(title: str, source_id: str, sentences: int) -> list[FText]:
+    """An uploaded source is now answering."""
+    return [FText(Bold("Added "), Bold(title), " (", Code(source_id), f"). {sentences} sentences indexed.")]
+
+
+def telegram_source_removed(source_id: str, sentences: int) -> list[FText]:
+    """A removed source no longer answers."""
+    return [FText(Bold("Removed "), Code(source_id), f". {sentences} sentences indexed.")]
+
+
+def telegram_stats(rows: list[tuple[str, str]]) -> list[FText]:
+    """/stats: label and value lines."""
+    lines: list[NodeType] = [Bold("Statistics")]
+    for label, value in rows:
+        lines.extend(["\n", f"{label}: ", Code(value)])
+    return split_message([FText(*lines)])
+
+
 def telegram_answer(answer: Answer, shown: int) -> list[FText]:
     """An answer as Telegram messages: a short answer line, then the first `shown` quotes."""
     if not answer.answered or not answer.quotes:
