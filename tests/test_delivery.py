@@ -1,0 +1,180 @@
+"""Draining the outbox: rate limits, retry-after, gone recipients, backoff, and two senders at once."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.delivery import (
+    Drainer,
+    Limits,
+    PermanentSendError,
+    RateLimiter,
+    RecipientGone,
+    RetryAfter,
+    TransientSendError,
+)
+from bot.store import FAILED, GONE, SENT, Store
+from tests.digest_support import (
+    BACKENDS,
+    RecordingSender,
+    create_pg_database,
+    drop_pg_database,
+    open_store,
+    pg_fixture_url,
+)
+
+PAYLOAD: dict[str, Any] = {
+    "sections": [
+        {"source": "news", "title": "News", "summary": "It rained.",
+         "quotes": [{"text": "It rained.", "paragraph": 1, "start": 0, "end": 10}]}
+    ]
+}
+FAST = Limits(global_rate=1000.0, per_chat_rate=1000.0, group_per_minute=1000)
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with open_store(request.param, tmp_path, pg_fixture_url(request)) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def postgres_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    request.applymarker(pytest.mark.postgres)
+    async with open_store("postgresql", tmp_path, request.getfixturevalue("pg_url")) as opened:
+        yield opened
+
+
+async def enqueue(store: Store, chats: list[str], kind: str = "private", period: str = "p") -> list[int]:
+    """One digest per chat (chats may repeat: several periods for one chat)."""
+    ids = []
+    for n, chat in enumerate(chats):
+        sub = await store.subscribe(
+            "telegram", chat, chat_kind=kind, schedule_kind="daily", schedule_expr="08:00", timezone="UTC"
+        )
+
+        async def build(seen: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+            return PAYLOAD, {"news": "h"}
+
+        row = await store.create_digest(sub.id, f"{period}{n}", build)
+        assert row is not None
+        ids.append(row)
+    return ids
+
+
+async def test_every_digest_is_sent_once_at_the_global_rate(store: Store) -> None:
+    await enqueue(store, [str(i) for i in range(30)])
+    sender = RecordingSender()
+    drainer = Drainer(store, sender, limits=Limits(global_rate=100.0), concurrency=4)
+    began = time.monotonic()
+    report = await drainer.run(until_idle=True)
+    elapsed = time.monotonic() - began
+    assert sorted(sender.chats(), key=int) == [str(i) for i in range(30)]
+    assert report.sent == 30 and await store.outbox_counts() == {SENT: 30}
+    assert elapsed >= 29 / 100.0  # evenly spaced slots: never faster than the limit
+    gaps = [b - a for (_, _, a), (_, _, b) in zip(sender.sent, sender.sent[1:], strict=False)]
+    assert min(gaps) > 1 / 100.0 * 0.5
+
+
+async def test_retry_after_pauses_the_sender_and_the_row_is_sent_later(store: Store) -> None:
+    await enqueue(store, ["1", "2", "3"])
+    sender = RecordingSender(failures={"1": [RetryAfter(1)]})
+    drainer = Drainer(store, sender, limits=FAST, concurrency=1)
+    report = await drainer.run(until_idle=True)
+    assert Counter(sender.chats()) == {"1": 1, "2": 1, "3": 1}
+    assert report.deferred == 1 and report.sent == 3
+    first_try = sender.attempts[0][1]
+    # nothing at all went out during the retry-after second
+    assert all(at - first_try >= 0.95 for _, _, at in sender.sent)
+    assert await store.outbox_counts() == {SENT: 3}
+    (entry,) = await store.history((await store.subscription("telegram", "1")).id)  # type: ignore[union-attr]
+    assert entry.attempts == 0  # waiting out a retry-after is not a failed attempt
+
+
+async def test_a_chat_that_blocked_the_bot_becomes_inactive(store: Store) -> None:
+    await enqueue(store, ["1", "2"])
+    sender = RecordingSender(failures={"1": [RecipientGone("Forbidden: bot was blocked by the user")]})
+    report = await Drainer(store, sender, limits=FAST).run(until_idle=True)
+    assert sender.chats() == ["2"] and report.gone == 1
+    gone = await store.subscription("telegram", "1")
+    assert gone is not None and not gone.active
+    assert [s.chat_id for s in await store.active_subscriptions()] == ["2"]
+    assert await store.outbox_counts() == {SENT: 1, GONE: 1}
+
+
+async def test_transient_failures_are_retried_with_growing_backoff(store: Store) -> None:
+    await enqueue(store, ["1"])
+    sender = RecordingSender(failures={"1": [TransientSendError("502"), TransientSendError("502")]})
+    drainer = Drainer(store, sender, limits=FAST, backoff=0.2, max_attempts=5, poll=0.05)
+    report = await drainer.run(until_idle=True)
+    assert sender.chats() == ["1"] and report.retried == 2 and report.sent == 1
+    times = [at for _, at in sender.attempts]
+    first_gap, second_gap = times[1] - times[0], times[2] - times[1]
+    assert first_gap >= 0.2 * 0.8 and second_gap >= 0.4 * 0.8 and second_gap > first_gap
+    (entry,) = await store.history((await store.subscription("telegram", "1")).id)  # type: ignore[union-attr]
+    assert (entry.status, entry.attempts) == (SENT, 2)
+
+
+async def test_failures_are_recorded_after_the_last_attempt(store: Store) -> None:
+    await enqueue(store, ["1", "2"])
+    sender = RecordingSender(
+        failures={
+            "1": [TransientSendError(f"timeout {n}") for n in range(10)],
+            "2": [PermanentSendError("Bad Request: message text is empty")],
+        }
+    )
+    report = await Drainer(store, sender, limits=FAST, backoff=0.02, max_attempts=3, poll=0.02).run(
+        until_idle=True
+    )
+    assert sender.sent == [] and report.failed == 2
+    assert len([chat for chat, _ in sender.attempts if chat == "1"]) == 3
+    assert len([chat for chat, _ in sender.attempts if chat == "2"]) == 1  # not retried
+    one = await store.history((await store.subscription("telegram", "1")).id)  # type: ignore[union-attr]
+    assert (one[0].status, one[0].attempts, one[0].last_error) == (FAILED, 3, "TransientSendError: timeout 2")
+    assert await store.outbox_counts() == {FAILED: 2}
+
+
+async def test_one_chat_gets_at_most_its_per_chat_rate(store: Store) -> None:
+    await enqueue(store, ["7", "7", "7", "8"])
+    sender = RecordingSender()
+    limits = Limits(global_rate=1000.0, per_chat_rate=5.0, group_per_minute=1000)
+    await Drainer(store, sender, limits=limits, concurrency=4).run(until_idle=True)
+    seven = [at for target, _, at in sender.sent if target.chat_id == "7"]
+    assert len(seven) == 3 and len(sender.sent) == 4
+    assert all(b - a >= 0.19 for a, b in itertools.pairwise(seven))
+
+
+def test_group_limit_per_minute_defers_rather_than_blocking() -> None:
+    limiter = RateLimiter(Limits(global_rate=1000.0, per_chat_rate=1000.0, group_per_minute=3))
+    waits = [limiter.reserve("-100", "group") for _ in range(3)]
+    assert max(waits) < 0.01
+    assert limiter.reserve("-100", "group") > 59  # the fourth waits for the window, off the worker
+    assert limiter.reserve("42", "private") < 0.01  # other chats are not held up
+
+
+async def test_two_senders_on_postgresql_never_send_a_row_twice(postgres_store: Store) -> None:
+    store = postgres_store
+    await enqueue(store, [str(i) for i in range(300)])
+    sender_a, sender_b = RecordingSender(delay=0.002), RecordingSender(delay=0.002)
+    a = Drainer(store, sender_a, limits=Limits(global_rate=400.0), concurrency=4, worker_id="a")
+    b = Drainer(store, sender_b, limits=Limits(global_rate=400.0), concurrency=4, worker_id="b")
+    await asyncio.gather(a.run(until_idle=True), b.run(until_idle=True))
+    chats = sender_a.chats() + sender_b.chats()
+    assert len(chats) == len(set(chats)) == 300
+    assert sender_a.sent and sender_b.sent  # both took a share of the work
+    assert await store.outbox_counts() == {SENT: 300}
