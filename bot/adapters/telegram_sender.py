@@ -44,7 +44,7 @@ def chat_ref(chat_id: str) -> int | str:
     return int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id
 
 
-class TelegramSender:
+class TelegramDigestSender:
     """Sends digests through an aiogram Bot (whose session may point at any Bot API server)."""
 
     def __init__(self, bot: Bot) -> None:
