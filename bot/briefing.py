@@ -20,7 +20,7 @@ from bot.answer import Answer, extract
 from bot.config import Settings
 from bot.embed import Embedder, UseEmbedder
 from bot.errors import InputError, SourceError
-from bot.index import Index, ProgressFn, build
+from bot.index import Index, ProgressFn, build, indexed_at
 from bot.llm import LLM, improve
 from bot.sources import (
     SOURCE_ID,
@@ -95,12 +95,10 @@ class Briefing:
                 errors.append(str(exc))
         if errors:
             raise SourceError("; ".join(errors))
-        index = build(documents, self.embedder, self.settings.data_dir / "index", progress)
+        cache = self.settings.data_dir / "index"
+        index = build(documents, self.embedder, cache, progress)
         now = time.time()
-        previous = {d.id: d.content_hash for d in self._index.documents} if self._index else {}
-        for doc in documents:
-            if previous.get(doc.id) != doc.content_hash:
-                self._indexed_at[doc.id] = now
+        self._indexed_at = {doc.id: indexed_at(cache, doc, self.embedder) or now for doc in documents}
         self._index = index
         log.info("indexed %d sources, %d sentences", len(documents), len(index))
         return index

@@ -190,6 +190,14 @@ def _cache_path(cache_dir: Path, doc: Document, embedder: Embedder) -> Path:
     return cache_dir / f"{doc.content_hash}.{embedder.name}.npz"
 
 
+def indexed_at(cache_dir: Path, doc: Document, embedder: Embedder) -> float | None:
+    """When this version of the document was embedded (unix time), if it is in the cache."""
+    try:
+        return _cache_path(cache_dir, doc, embedder).stat().st_mtime
+    except OSError:
+        return None
+
+
 def _load_cached(cache_dir: Path | None, doc: Document, embedder: Embedder, n_sent: int) -> np.ndarray | None:
     if cache_dir is None:
         return None

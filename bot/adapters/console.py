@@ -34,11 +34,14 @@ def run_chat(briefing: Briefing, stdin: TextIO, console: Console) -> int:
     """Serve one chat session until /quit or end of input; returns the exit code."""
     interactive = stdin.isatty()
     if interactive:
+        import readline  # noqa: F401  (line editing and history for input())
+
         console.print("[bold]Briefbot[/bold] — ask about the sources. /help for commands.")
     while True:
-        if interactive:
-            console.print("[bold cyan]?[/bold cyan] ", end="")
-        line = stdin.readline()
+        try:
+            line = console.input("[bold cyan]?[/bold cyan] ") + "\n" if interactive else stdin.readline()
+        except EOFError:
+            return 0
         if not line:
             return 0
         text = line.strip()
