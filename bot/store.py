@@ -306,6 +306,31 @@ class Store:
             ).scalar_one()
             return _subscription(row)
 
+    async def ensure_chat(
+        self, platform: str, chat_id: str, *, chat_kind: str, timezone: str, now: datetime | None = None
+    ) -> Subscription:
+        """The chat's subscription; an inactive one is made for a chat that has none (for /digest)."""
+        now = now or _now()
+        stmt = (
+            self._insert(SubscriptionRow.__table__)
+            .values(
+                platform=platform, chat_id=chat_id, chat_kind=chat_kind, schedule_kind="daily",
+                schedule_expr="08:00", timezone=timezone, active=False, created_at=now, updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["platform", "chat_id"])
+        )
+        async with self.transaction() as s:
+            await s.execute(stmt)
+        found = await self.subscription(platform, chat_id)
+        assert found is not None
+        return found
+
+    async def count_active(self) -> int:
+        """How many subscriptions are active."""
+        async with self.sessions() as s:
+            query = select(func.count()).select_from(SubscriptionRow).where(SubscriptionRow.active.is_(True))
+            return int((await s.execute(query)).scalar_one())
+
     async def unsubscribe(self, platform: str, chat_id: str, now: datetime | None = None) -> bool:
         """Deactivate the chat's subscription; False when it had no active one."""
         async with self.transaction() as s:
