@@ -185,3 +185,24 @@ def run_telegram(
     check_config(state.settings)
     _load_index(err)
     run(state.briefing, webhook=webhook, host=host, port=port)
+
+
+@app.command()
+def digest(
+    preview: Annotated[bool, typer.Option("--preview", help="Print what a new subscriber would get now.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: {sections: [...]}.")] = False,
+) -> None:
+    """Digests of the sources; scheduled ones are sent by `briefbot run telegram` (docs/digests.md)."""
+    from bot.digest import digest_plain
+    from bot.digest import preview as preview_digest
+
+    if not preview:
+        raise InputError("use --preview to see the digest a subscriber would get now")
+    _load_index(err)
+    settings = state.settings
+    result = preview_digest(state.briefing.index, settings.digest_quotes_per_source, settings.digest_max_chars)
+    if as_json:
+        sections = result.to_dict()["sections"] if result else []
+        print(json.dumps({"sections": sections}, ensure_ascii=False, indent=2))
+    else:
+        Console().print(digest_plain(result) if result else "Nothing to digest.", markup=False, highlight=False)
