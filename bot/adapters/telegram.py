@@ -125,6 +125,7 @@ class ChatOrder(BaseMiddleware):
 
     def __init__(self) -> None:
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._in_flight: set[asyncio.Task[Any]] = set()
 
     async def __call__(
         self,
@@ -132,14 +133,26 @@ class ChatOrder(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        chat = data.get("event_chat")
-        if chat is None:
-            return await handler(event, data)
-        lock = self._locks.get(chat.id)
-        if lock is None:
-            lock = self._locks[chat.id] = asyncio.Lock()
-        async with lock:
-            return await handler(event, data)
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            chat = data.get("event_chat")
+            if chat is None:
+                return await handler(event, data)
+            lock = self._locks.get(chat.id)
+            if lock is None:
+                lock = self._locks[chat.id] = asyncio.Lock()
+            async with lock:
+                return await handler(event, data)
+        finally:
+            self._in_flight.discard(task)  # type: ignore[arg-type]
+
+    async def drain(self) -> None:
+        """At shutdown: let the updates being handled finish (for up to 10 s)."""
+        pending = {t for t in self._in_flight if t is not asyncio.current_task()}
+        if pending:
+            await asyncio.wait(pending, timeout=10)
 
 
 # ---- filters ------------------------------------------------------------------------------------
@@ -279,8 +292,10 @@ def answer_keyboard(key: int, answer: Answer, quotes: Iterable[int], more: int =
     if not answer.answered:
         return None
     builder = InlineKeyboardBuilder()
+    numbered = len(answer.quotes) > 1
     for i in quotes:
-        label = f"¶{answer.quotes[i].paragraph} in context" if len(answer.quotes) == 1 else f"{i + 1}: ¶ in context"
+        label = f"¶{answer.quotes[i].paragraph} in context"
+        label = f"{i + 1} · {label}" if numbered else label
         builder.button(text=label, callback_data=AnswerAction(action="ctx", key=key, quote=i))
     builder.adjust(3)
     if more > 0:
@@ -373,7 +388,9 @@ def build_dispatcher(
         **{**defaults, **services},
         commands=[*COMMANDS, *extra_commands],
     )
-    dp.update.outer_middleware(ChatOrder())
+    order = ChatOrder()
+    dp.update.outer_middleware(order)
+    dp.shutdown.register(order.drain)
     dp.errors.register(on_briefbot_error, ExceptionTypeFilter(BriefbotError))
     dp.errors.register(on_unexpected_error)
     dp.include_routers(basics_router(), admin_router(), *extra_routers, questions_router())

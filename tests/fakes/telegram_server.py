@@ -48,7 +48,7 @@ JSON_FIELDS = {
     "entities", "caption_entities", "reply_markup", "reply_parameters", "link_preview_options",
     "commands", "scope", "allowed_updates",
 }
-SEND_METHODS = {"sendmessage", "editmessagetext"}  # what the global rate limit counts
+SEND_METHODS = {"sendmessage", "editmessagetext", "editmessagereplymarkup"}  # what the global rate limit counts
 _COMMAND = re.compile(r"^/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?")
 _MENTION = re.compile(r"(?<![\w@])@[A-Za-z][A-Za-z0-9_]{3,31}\b")
 
@@ -529,6 +529,7 @@ class FakeTelegramServer:
         params = await _params(request)
         self.requests.append((method, params))
         self.request_counts[method] += 1
+        self._notify()
         chat_id = _int_or_none(params.get("chat_id"))
         try:
             if (self.token is not None and token != self.token) or not re.fullmatch(r"\d+:[\w-]+", token):
@@ -619,6 +620,21 @@ class FakeTelegramServer:
                                  "and reply markup are exactly the same as a current content and reply "
                                  "markup of the message")
         target.text, target.entities, target.reply_markup = text, entities, markup
+        target.edits += 1
+        return self._bot_message(target)
+
+    async def _m_editmessagereplymarkup(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = _require_chat(params)
+        message_id = _int_or_none(params.get("message_id"))
+        target = next((m for m in self.sent if m.chat_id == chat_id and m.message_id == message_id), None)
+        if target is None:
+            raise _ApiError(400, "Bad Request: message to edit not found")
+        markup = params.get("reply_markup")
+        if problem := _check_markup(markup):
+            raise _ApiError(400, problem)
+        if markup == target.reply_markup:
+            raise _ApiError(400, "Bad Request: message is not modified")
+        target.reply_markup = markup
         target.edits += 1
         return self._bot_message(target)
 

@@ -1,0 +1,289 @@
+"""The Telegram bot end to end: the real aiogram Dispatcher polling the fake Bot API server over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.briefing import Briefing
+from bot.config import Settings
+from bot.render import NOT_ANSWERED_TEXT, TELEGRAM_TEXT, telegram_context
+from tests.adapters.conftest import ADMIN, USER, RunningBot, running_bot
+from tests.conftest import SEED_MANIFEST, SEED_TEXT
+from tests.fakes.telegram_server import SentMessage, check_text, utf16_len
+
+QUESTION = "Wer überbrachte Tokajew die Botschaft von Putin?"  # three quotes in the seed article
+UNANSWERABLE = "What is the capital of Peru and how tall is Mount Everest?"
+GROUP = -100500
+QUOTE_TYPES = {"blockquote", "expandable_blockquote"}
+
+
+def quotes_of(message: SentMessage) -> list[str]:
+    """The texts of a message's (expandable) blockquotes."""
+    return [text for kind in QUOTE_TYPES for text in message.entity_texts(kind)]
+
+
+def assert_well_formed(message: SentMessage) -> None:
+    """What Telegram itself would check, plus: no whitespace at the edges (Telegram strips it)."""
+    assert check_text(message.text, message.entities) is None
+    assert message.text == message.text.strip()
+    assert utf16_len(message.text) <= 4096
+
+
+# ---- questions ----------------------------------------------------------------------------------
+async def test_a_question_is_answered_with_verbatim_blockquotes_and_citations(tg: RunningBot) -> None:
+    [reply] = await tg.say(QUESTION)
+    assert_well_formed(reply)
+    quotes = quotes_of(reply)
+    assert quotes and all(quote in SEED_TEXT for quote in quotes)
+    assert "Warum Putin Tokajew umwirbt, ¶1" in reply.entity_texts("italic")
+    labels = [b["text"] for b in reply.buttons()]
+    assert labels == ["1 · ¶1 in context", "More quotes (2)"]
+    assert {c["command"] for c in tg.server.my_commands} >= {"start", "help", "ask", "sources"}
+
+
+async def test_more_quotes_button_sends_the_rest_and_retires_itself(tg: RunningBot) -> None:
+    [reply] = await tg.say(QUESTION)
+    [more] = await tg.press(reply, "More quotes")
+    assert_well_formed(more)
+    assert more.reply_to_message_id == reply.message_id
+    rest = quotes_of(more)
+    assert len(rest) == 2 and all(quote in SEED_TEXT for quote in rest)
+    assert not set(rest) & set(quotes_of(reply))
+    await tg.server.wait_for(lambda: reply.edits == 1)
+    assert not any(b["text"].startswith("More") for b in reply.buttons())
+    assert tg.server.callback_answers, "the button press was answered"
+
+
+async def test_context_button_shows_the_paragraph_with_the_quote_in_bold(tg: RunningBot) -> None:
+    [reply] = await tg.say(QUESTION)
+    [context] = await tg.press(reply, "¶")
+    assert_well_formed(context)
+    [paragraph] = quotes_of(context)
+    assert paragraph in SEED_TEXT
+    bold = context.entity_texts("bold")
+    assert quotes_of(reply)[0] in bold and quotes_of(reply)[0] in paragraph
+
+
+async def test_an_unanswerable_question_is_said_plainly(tg: RunningBot) -> None:
+    [reply] = await tg.say(UNANSWERABLE)
+    assert reply.text == NOT_ANSWERED_TEXT and not reply.entities and not reply.buttons()
+
+
+async def test_bad_questions_get_the_core_message(tg: RunningBot) -> None:
+    [empty] = await tg.say("?!")
+    [long] = await tg.say("x " * 1500)
+    assert "empty" in empty.text
+    assert "too long" in long.text
+
+
+async def test_commands_and_unknown_input_in_private(tg: RunningBot) -> None:
+    [start] = await tg.say("/start")
+    [help_] = await tg.say("/help")
+    [sources] = await tg.say("/sources")
+    [unknown] = await tg.say("/frobnicate")
+    assert "Briefbot" in start.text
+    assert "/ask" in help_.entity_texts("bot_command") and "/reload" not in help_.text
+    assert "Warum Putin Tokajew umwirbt" in sources.entity_texts("bold")
+    assert "putin-tokajew" in sources.entity_texts("code")
+    assert unknown.text == TELEGRAM_TEXT["unknown_command"]
+
+
+async def test_in_groups_only_ask_mentions_and_replies_are_answered(tg: RunningBot) -> None:
+    server = tg.server
+    group = {"chat_id": GROUP, "chat_type": "supergroup"}
+    mark = server.mark()
+    server.push_message(QUESTION, user_id=USER, **group)  # chatter: not for the bot
+    server.push_message(f"/ask@someotherbot {QUESTION}", user_id=USER, **group)
+    asked = server.push_message(f"/ask {QUESTION}", user_id=USER, **group)["message"]
+    mentioned = server.push_message(f"@briefbot_test_bot {QUESTION}", user_id=USER, **group)["message"]
+    first, second = await server.wait_sent(2, chat_id=GROUP, since=mark)
+    assert first.reply_to_message_id == asked["message_id"]
+    assert second.reply_to_message_id == mentioned["message_id"]
+    [third] = await tg.say(UNANSWERABLE, reply_to=first, **group)
+    assert third.text == NOT_ANSWERED_TEXT
+    [usage] = await tg.say("/ask", **group)
+    assert usage.text == TELEGRAM_TEXT["ask_usage"]
+    assert len(server.sent_to(GROUP, since=mark)) == 4  # the chatter and the other bot's command: silence
+
+
+async def test_one_chats_questions_are_answered_in_order(tg: RunningBot, seed_briefing: Briefing) -> None:
+    questions = [QUESTION, UNANSWERABLE, "Was sagte Lawrow im Interview mit Kommersant?",
+                 "Was geschah mit Lukaschenko nach 2020?", UNANSWERABLE]
+    expected = [seed_briefing.ask(q) for q in questions]
+    mark = tg.server.mark()
+    for question in questions:
+        tg.server.push_message(question, user_id=USER)
+    replies = await tg.server.wait_sent(len(questions), chat_id=USER, since=mark)
+    for reply, answer in zip(replies, expected, strict=True):
+        if answer.answered:
+            assert quotes_of(reply)[0] == answer.quotes[0].text
+        else:
+            assert reply.text == NOT_ANSWERED_TEXT
+
+
+async def test_a_hundred_users_asking_at_once_are_all_answered(tg: RunningBot) -> None:
+    users = range(50_000, 50_100)
+    mark = tg.server.mark()
+    for user in users:
+        tg.server.push_message(QUESTION if user % 2 else UNANSWERABLE, user_id=user)
+    replies = await tg.server.wait_sent(100, since=mark, timeout=30)
+    assert sorted(r.chat_id for r in replies) == list(users)
+    for reply in replies:
+        assert_well_formed(reply)
+        assert bool(quotes_of(reply)) == bool(reply.chat_id % 2)
+    assert tg.stats.questions >= 100
+
+
+# ---- failures -----------------------------------------------------------------------------------
+async def test_flood_control_is_waited_out_and_the_reply_sent_once(tg: RunningBot) -> None:
+    tg.server.fail_next("sendMessage", chat_id=USER, error_code=429, retry_after=1)
+    started = time.monotonic()
+    [reply] = await tg.say(QUESTION)
+    assert time.monotonic() - started >= 1.0
+    assert quotes_of(reply)
+    [flood] = tg.server.failures
+    assert (flood.error_code, flood.chat_id) == (429, USER)
+    await asyncio.sleep(0.2)
+    assert len(tg.server.sent_to(USER)) == 1
+
+
+async def test_a_user_who_blocked_the_bot_is_recorded_and_others_still_served(tg: RunningBot) -> None:
+    blocked = 777
+    tg.server.block(blocked)
+    tg.server.push_message(QUESTION, user_id=blocked)
+    await tg.server.wait_for(lambda: blocked in tg.stats.gone)
+    [reply] = await tg.say(QUESTION)
+    assert quotes_of(reply)
+    attempts = [f for f in tg.server.failures if f.chat_id == blocked]
+    assert [(f.method, f.error_code) for f in attempts] == [("sendmessage", 403)]
+    assert tg.server.sent_to(blocked) == []
+
+
+async def test_an_unexpected_error_gets_an_apology_and_a_logged_traceback(
+    seed_briefing: Briefing, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Exploding:
+        """The seed briefing, except that one question hits a bug."""
+
+        settings = seed_briefing.settings
+
+        def ask(self, question: str):  # type: ignore[no-untyped-def]
+            if question == "explode":
+                raise ZeroDivisionError("a bug")
+            return seed_briefing.ask(question)
+
+    async with running_bot(Exploding()) as tg:  # type: ignore[arg-type]
+        [apology] = await tg.say("explode")
+        [reply] = await tg.say(QUESTION)
+    assert apology.text == TELEGRAM_TEXT["apology"]
+    assert quotes_of(reply)
+    [record] = [r for r in caplog.records if r.exc_info and r.exc_info[0] is ZeroDivisionError]
+    assert record.levelno == logging.ERROR
+
+
+# ---- admin --------------------------------------------------------------------------------------
+def admin_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"telegram_admin_ids": [ADMIN]})
+
+
+async def test_admin_commands_are_refused_to_others_and_logged(
+    briefing: Briefing, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.adapters")
+    async with running_bot(briefing, settings=admin_settings(briefing.settings)) as tg:
+        for command in ("/reload", "/removesource putin-tokajew", "/stats", "/addsource"):
+            [refusal] = await tg.say(command)
+            assert refusal.text == TELEGRAM_TEXT["refused"]
+        mark = tg.server.mark()
+        tg.server.push_document(b"Kiwis legen Eier.", "kiwi.txt", user_id=USER, caption="/addsource")
+        [refusal] = await tg.server.wait_sent(1, chat_id=USER, since=mark)
+        assert refusal.text == TELEGRAM_TEXT["refused"]
+        [reloading, reloaded] = await tg.say("/reload", user_id=ADMIN, count=2)
+        [stats] = await tg.say("/stats", user_id=ADMIN)
+        [help_] = await tg.say("/help", user_id=ADMIN)
+    assert reloading.text == TELEGRAM_TEXT["reloading"]
+    assert reloaded.text.startswith("Reloaded.") and "1 sources" in reloaded.text
+    assert "questions" in stats.text and "subscribers: not configured" in stats.text
+    assert "/reload" in help_.entity_texts("bot_command")
+    assert [s.id for s in briefing.sources()] == ["putin-tokajew"]
+    log = caplog.text
+    assert f"refused /reload to user {USER}" in log and f"admin {ADMIN}: /reload" in log
+
+
+async def test_admin_adds_and_removes_a_source_from_the_chat(briefing: Briefing) -> None:
+    kiwi = (
+        "Der Kiwi ist ein flugunfähiger Vogel aus Neuseeland. Ein Kiwi-Weibchen legt ein Ei, "
+        "das ein Fünftel seines Körpergewichts wiegt.\n\nKiwis sind nachtaktiv."
+    )
+    async with running_bot(briefing, settings=admin_settings(briefing.settings)) as tg:
+        mark = tg.server.mark()
+        tg.server.push_document(kiwi.encode(), "kiwi.txt", user_id=ADMIN, caption="/addsource Der Kiwi")
+        [added] = await tg.server.wait_sent(1, chat_id=ADMIN, since=mark)
+        assert added.text.startswith("Added Der Kiwi (kiwi)")
+        [answer] = await tg.say("Welcher Vogel aus Neuseeland kann nicht fliegen?")
+        assert quotes_of(answer)[0] in kiwi
+        [bad] = await tg.say("/removesource nope", user_id=ADMIN)
+        assert TELEGRAM_TEXT["source_error"] in bad.text and "nope" in bad.text
+        [removed] = await tg.say("/removesource kiwi", user_id=ADMIN)
+        assert removed.text.startswith("Removed kiwi")
+        [hint] = await tg.say("/addsource", user_id=ADMIN)
+        assert hint.text == TELEGRAM_TEXT["addsource_usage"]
+    assert [s.id for s in briefing.sources()] == ["putin-tokajew"]
+
+
+async def test_a_broken_source_on_reload_keeps_the_last_good_index(
+    embedder: object, tmp_path: Path
+) -> None:
+    extra = tmp_path / "extra.txt"
+    extra.write_text("Der Kiwi ist ein flugunfähiger Vogel aus Neuseeland.", encoding="utf-8")
+    manifest = tmp_path / "sources.toml"
+    manifest.write_text(
+        SEED_MANIFEST.read_text(encoding="utf-8").replace('path = "', f'path = "{SEED_MANIFEST.parent}/')
+        + '\n[[source]]\nid = "extra"\ntitle = "Extra"\nlang = "de"\npath = "extra.txt"\n',
+        encoding="utf-8",
+    )
+    settings = Settings(data_dir=tmp_path / "data", sources=manifest, telegram_admin_ids=[ADMIN])
+    briefing = Briefing(settings, embedder)  # type: ignore[arg-type]
+    briefing.reload()
+    extra.unlink()
+    async with running_bot(briefing) as tg:
+        [_, failed] = await tg.say("/reload", user_id=ADMIN, count=2)
+        assert TELEGRAM_TEXT["source_error"] in failed.text and "extra" in failed.text
+        [answer] = await tg.say(QUESTION)
+        assert quotes_of(answer) and quotes_of(answer)[0] in SEED_TEXT
+        [kiwi] = await tg.say("Welcher Vogel aus Neuseeland kann nicht fliegen?")
+        assert quotes_of(kiwi) == ["Der Kiwi ist ein flugunfähiger Vogel aus Neuseeland."]
+
+
+async def test_a_reply_longer_than_4096_is_split_without_cutting_entities(
+    embedder: object, tmp_path: Path
+) -> None:
+    filler = " ".join(
+        f"Im Jahr {1700 + i} wuchs in der Stadt Nummer {i} ein Baum mit {i % 7 + 2} Ästen und vielen Blättern."
+        for i in range(45)
+    )
+    key = "Der Leuchtturm von Kap Arkona wurde nach Plänen von Karl Friedrich Schinkel gebaut."
+    text = f"{filler} {key} {filler}"
+    (tmp_path / "long.txt").write_text(text, encoding="utf-8")
+    manifest = tmp_path / "sources.toml"
+    manifest.write_text('[[source]]\nid = "long"\ntitle = "Long"\nlang = "de"\npath = "long.txt"\n')
+    briefing = Briefing(Settings(data_dir=tmp_path / "data", sources=manifest), embedder)  # type: ignore[arg-type]
+    briefing.reload()
+    question = "Wer plante den Leuchtturm von Kap Arkona?"
+    expected = len(telegram_context(briefing.ask(question).quotes[0], text, 0))
+    async with running_bot(briefing) as tg:
+        [answer] = await tg.say(question)
+        assert quotes_of(answer) == [key]
+        parts = await tg.press(answer, "¶", count=expected)
+    assert utf16_len(text) > 4096 and expected >= 2
+    for part in parts:
+        assert_well_formed(part)
+        assert part.entity_types()[0] in QUOTE_TYPES | {"bold"}
+    assert key in [t for part in parts for t in part.entity_texts("bold")]
+    joined = " ".join(t for part in parts for t in quotes_of(part))
+    assert joined.split() == text.split()
