@@ -43,7 +43,9 @@ class RunningBot:
         self.server.push_message(text, user_id=user_id, chat_id=chat_id, **kwargs)
         return await self.server.wait_sent(count, chat_id=user_id if chat_id is None else chat_id, since=mark)
 
-    async def press(self, message: SentMessage, button_text: str, *, user_id: int = USER, count: int = 1) -> list[SentMessage]:
+    async def press(
+        self, message: SentMessage, button_text: str, *, user_id: int = USER, count: int = 1
+    ) -> list[SentMessage]:
         """Press the inline button whose label contains button_text; wait for `count` new messages."""
         button = next(b for b in message.buttons() if button_text in b["text"])
         mark = self.server.mark()
@@ -52,7 +54,9 @@ class RunningBot:
 
 
 @asynccontextmanager
-async def running_bot(briefing: Briefing, *, rate_limit: float | None = None, **services: Any) -> AsyncIterator[RunningBot]:
+async def running_bot(
+    briefing: Briefing, *, rate_limit: float | None = None, **services: Any
+) -> AsyncIterator[RunningBot]:
     """Start the fake server and the real dispatcher polling it; stop both afterwards."""
     async with FakeTelegramServer(rate_limit=rate_limit) as server:
         bot = Bot(DEFAULT_TOKEN, session=AiohttpSession(api=server.api))
