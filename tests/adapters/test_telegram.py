@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import socket
+import sys
+import threading
 import time
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
+import aiohttp
 import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.utils.formatting import BlockQuote, Bold, ExpandableBlockQuote, Italic
+from aiogram.utils.formatting import Text as FText
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
 
+from bot.adapters.telegram import build_dispatcher
+from bot.adapters.telegram_run import RedactSecret, serve_webhook
+from bot.adapters.telegram_send import Outcome, TelegramSender
 from bot.briefing import Briefing
 from bot.config import Settings
-from bot.render import NOT_ANSWERED_TEXT, TELEGRAM_TEXT, telegram_context
+from bot.render import NOT_ANSWERED_TEXT, TELEGRAM_TEXT, split_message, telegram_context
 from tests.adapters.conftest import ADMIN, USER, RunningBot, running_bot
 from tests.conftest import SEED_MANIFEST, SEED_TEXT
-from tests.fakes.telegram_server import SentMessage, check_text, utf16_len
+from tests.fakes.telegram_server import DEFAULT_TOKEN, FakeTelegramServer, SentMessage, check_text, utf16_len
 
 QUESTION = "Wer überbrachte Tokajew die Botschaft von Putin?"  # three quotes in the seed article
 UNANSWERABLE = "What is the capital of Peru and how tall is Mount Everest?"
 GROUP = -100500
 QUOTE_TYPES = {"blockquote", "expandable_blockquote"}
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def quotes_of(message: SentMessage) -> list[str]:
@@ -287,3 +306,204 @@ async def test_a_reply_longer_than_4096_is_split_without_cutting_entities(
     assert key in [t for part in parts for t in part.entity_texts("bold")]
     joined = " ".join(t for part in parts for t in quotes_of(part))
     assert joined.split() == text.split()
+
+
+# ---- hostile input: the bot keeps running and every reply stays well-formed --------------------
+class BotThread:
+    """The bot and its fake server on an event loop in a thread of their own, for hypothesis."""
+
+    def __init__(self, briefing: Briefing) -> None:
+        self.briefing = briefing
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        """Run a coroutine on the bot's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __enter__(self) -> RunningBot:
+        self.thread.start()
+        self._running = running_bot(self.briefing)
+        return self.run(self._running.__aenter__())
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.run(self._running.__aexit__(None, None, None))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def threaded_bot(seed_briefing: Briefing) -> Iterator[tuple[BotThread, RunningBot]]:
+    """One bot for every hypothesis example: it must survive them all."""
+    runner = BotThread(seed_briefing)
+    with runner as running:
+        yield runner, running
+
+
+HOSTILE = st.one_of(
+    st.text(min_size=1, max_size=200),
+    st.sampled_from(
+        [
+            "<b>Tokajew</b> & <i>Putin</i>", "*Putin* _Tokajew_ `code` [link](http://x) ~~s~~ ||spoiler||",
+            "</blockquote><blockquote expandable>Lawrow", "&lt;b&gt; &amp; &#x27;", "\u202eTokajew Putin\u202c",
+            "مرحبا، لماذا يتودد بوتين إلى توكاييف؟", "למה פוטין מחזר אחרי טוקאייב?", "😀" * 2048, "x" * 4096,
+            "@briefbot_test_bot", "/ask", "/ask <b>", "Tokajew\x00\x01\x1f Putin", "a\u200d\u200bb", "𝕿𝖔𝖐𝖆𝖏𝖊𝖜 🇰🇿",
+            "\\", "'; DROP TABLE sources; --", "Putin " * 680,
+        ]
+    ),
+    st.builds(lambda a, b: a + QUESTION + b, st.text(max_size=40), st.text(max_size=40)),
+).filter(lambda text: text.strip() and utf16_len(text) <= 4096)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=HOSTILE)
+def test_hostile_input_gets_well_formed_replies(
+    threaded_bot: tuple[BotThread, RunningBot], text: str
+) -> None:
+    runner, tg = threaded_bot
+    replies = runner.run(tg.say(text, user_id=31337))
+    for reply in [*replies, *tg.server.sent_to(31337)]:
+        assert_well_formed(reply)
+        assert all(quote in SEED_TEXT for quote in quotes_of(reply))
+    assert not [f for f in tg.server.failures if f.error_code == 400], "Telegram would have refused a reply"
+
+
+def test_the_bot_survived_the_hostile_input(threaded_bot: tuple[BotThread, RunningBot]) -> None:
+    runner, tg = threaded_bot
+    [reply] = runner.run(tg.say(QUESTION, user_id=31338))
+    assert quotes_of(reply)
+
+
+# ---- rendering: splitting below the limit, never through an entity -------------------------------
+NODES = st.recursive(
+    st.text(min_size=1, max_size=300),
+    lambda children: st.builds(
+        lambda kind, body: kind(*body),
+        st.sampled_from([FText, Bold, Italic, BlockQuote, ExpandableBlockQuote]),
+        st.lists(children, min_size=1, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(blocks=st.lists(NODES, min_size=1, max_size=6), limit=st.integers(20, 400))
+def test_split_message_respects_the_limit_and_the_entities(blocks: list[Any], limit: int) -> None:
+    blocks = [b if isinstance(b, FText) else FText(b) for b in blocks]
+    original = "".join(FText(*blocks).render()[0].split())
+    parts = split_message(blocks, limit=limit)
+    rendered = []
+    for part in parts:
+        text, entities = part.render()
+        rendered.append(text)
+        if text.strip():
+            assert utf16_len(text) <= limit
+            assert check_text(text, [e.model_dump(exclude_none=True) for e in entities]) is None
+    assert "".join("".join(rendered).split()) == original  # nothing lost but whitespace at the cuts
+
+
+# ---- the send helper ----------------------------------------------------------------------------
+async def test_sender_classifies_failures() -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    gone: list[int] = []
+    sender = TelegramSender(on_gone=lambda chat, _: gone.append(chat), sleep=sleep, max_wait=60)
+    async with FakeTelegramServer() as server, Bot(DEFAULT_TOKEN, session=AiohttpSession(api=server.api)) as bot:
+        hello = [FText(Bold("hello"))]
+        server.fail_next("sendMessage", chat_id=1, error_code=429, retry_after=5)
+        assert (await sender.send(bot, 1, hello)).ok and waits == [5]
+        server.fail_next("sendMessage", chat_id=2, error_code=429, retry_after=3600)
+        late = await sender.send(bot, 2, hello)
+        assert (late.outcome, late.retry_after) == (Outcome.RETRY, 3600)
+        server.block(3)
+        server.fail_next("sendMessage", chat_id=4, error_code=400, description="Bad Request: chat not found")
+        assert (await sender.send(bot, 3, hello)).outcome is Outcome.GONE
+        assert (await sender.send(bot, 4, hello)).outcome is Outcome.GONE and gone == [3, 4]
+        server.fail_next("sendMessage", chat_id=5, error_code=400, description="Bad Request: can't parse entities")
+        assert (await sender.send(bot, 5, hello)).outcome is Outcome.REJECTED
+        server.fail_next("sendMessage", chat_id=6, error_code=500)
+        assert (await sender.send(bot, 6, hello)).outcome is Outcome.RETRY
+        server.fail_next("sendMessage", chat_id=-7, error_code=400, migrate_to_chat_id=-1007,
+                         description="Bad Request: group chat was upgraded to a supergroup chat")
+        moved = await sender.send(bot, -7, [FText("one"), FText("two")])
+        assert moved.ok and moved.chat_id == -1007 and len(moved.messages) == 2
+        assert [m.chat_id for m in server.sent] == [1, -1007, -1007]
+
+
+# ---- webhook mode -------------------------------------------------------------------------------
+async def test_webhook_mode_receives_updates_with_the_secret_token(seed_briefing: Briefing) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/telegram/hook"
+    settings = seed_briefing.settings.model_copy(update={"telegram_webhook_secret": SecretStr("s3cr3t-token")})
+    stop = asyncio.Event()
+    async with FakeTelegramServer() as server, Bot(DEFAULT_TOKEN, session=AiohttpSession(api=server.api)) as bot:
+        dp = build_dispatcher(seed_briefing, settings=settings)
+        task = asyncio.create_task(serve_webhook(dp, bot, url, host="127.0.0.1", port=port, stop=stop))
+        try:
+            await server.wait_for(lambda: bool(server.webhook) or task.done())
+            assert server.webhook == {"url": url, "secret_token": "s3cr3t-token"}
+            server.push_message(QUESTION, user_id=USER)
+            [reply] = await server.wait_sent(1, chat_id=USER)
+            assert quotes_of(reply)
+            async with aiohttp.ClientSession() as http:
+                async with http.post(url, json={"update_id": 999}) as forged:
+                    assert forged.status == 401
+        finally:
+            stop.set()
+            await task
+
+
+# ---- the fake server out of process, and secrets in logs ------------------------------------------
+async def test_fake_server_runs_standalone_with_a_rate_limit() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fakes.telegram_server", "--port", "0", "--rate-limit", "5",
+        stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        assert line.startswith("READY http://127.0.0.1:")
+        base = line.split()[1]
+        async with aiohttp.ClientSession() as http:
+            codes = []
+            send = f"{base}/bot{DEFAULT_TOKEN}/sendMessage"
+            for n in range(8):
+                async with http.post(send, data={"chat_id": 9, "text": f"m{n}"}) as r:
+                    body = await r.json()
+                    codes.append(r.status)
+            assert codes.count(200) == 5 and codes.count(429) == 3
+            assert body["parameters"]["retry_after"] >= 1
+            async with http.get(f"{base}/_test/sent", params={"since": 2}) as r:
+                sent = await r.json()
+            assert [m["text"] for m in sent["messages"]] == ["m2", "m3", "m4"] and sent["last_seq"] == 5
+            async with http.get(f"{base}/_test/stats") as r:
+                assert (await r.json())["rate_limited"] == 3
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+def test_the_bot_token_never_reaches_the_logs() -> None:
+    token = "123456:SECRET-token-value"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecret(token))
+    logger = logging.getLogger("test.redact")
+    logger.addHandler(handler)
+    try:
+        logger.warning("GET https://api.telegram.org/file/bot%s/documents/x", token)
+        try:
+            raise RuntimeError(f"404 for url=https://api.telegram.org/bot{token}/getFile")
+        except RuntimeError:
+            logger.exception("download failed")
+    finally:
+        logger.removeHandler(handler)
+    assert token not in stream.getvalue() and stream.getvalue().count("<redacted>") == 2

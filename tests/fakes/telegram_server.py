@@ -162,6 +162,7 @@ class _FailRule:
     description: str
     retry_after: int | None
     times: int
+    migrate_to_chat_id: int | None = None
 
 
 @dataclass
@@ -173,9 +174,12 @@ class _File:
 
 
 class _ApiError(Exception):
-    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
+    def __init__(
+        self, code: int, description: str, retry_after: int | None = None, migrate_to: int | None = None
+    ) -> None:
         super().__init__(description)
         self.code, self.description, self.retry_after = code, description, retry_after
+        self.migrate_to = migrate_to
 
 
 class _RateLimit:
@@ -416,8 +420,13 @@ class FakeTelegramServer:
         description: str | None = None,
         retry_after: int | None = None,
         times: int = 1,
+        migrate_to_chat_id: int | None = None,
     ) -> None:
-        """Answer the next `times` calls of `method` (to chat_id, if given) with an error."""
+        """Answer the next `times` calls of `method` (to chat_id, if given) with an error.
+
+        429 carries `parameters.retry_after` (default 1 s); `migrate_to_chat_id` imitates a group
+        that became a supergroup (400 with `parameters.migrate_to_chat_id`).
+        """
         if error_code == 429 and retry_after is None:
             retry_after = 1
         default = {
@@ -427,7 +436,9 @@ class FakeTelegramServer:
             500: "Internal Server Error",
         }.get(error_code, "Error")
         self._rules.append(
-            _FailRule(method.lower(), chat_id, error_code, description or default, retry_after, times)
+            _FailRule(
+                method.lower(), chat_id, error_code, description or default, retry_after, times, migrate_to_chat_id
+            )
         )
 
     def block(self, chat_id: int, *, error_code: int = 403, description: str | None = None) -> None:
@@ -545,6 +556,8 @@ class FakeTelegramServer:
             body: dict[str, Any] = {"ok": False, "error_code": exc.code, "description": exc.description}
             if exc.retry_after is not None:
                 body["parameters"] = {"retry_after": exc.retry_after}
+            if exc.migrate_to is not None:
+                body["parameters"] = {"migrate_to_chat_id": exc.migrate_to}
             return web.json_response(body, status=exc.code)
         self._notify()
         return web.json_response({"ok": True, "result": result})
@@ -554,7 +567,7 @@ class FakeTelegramServer:
             if rule.method == method and rule.chat_id in (None, chat_id) and rule.times > 0:
                 rule.times -= 1
                 self._rules = [r for r in self._rules if r.times > 0]
-                raise _ApiError(rule.error_code, rule.description, rule.retry_after)
+                raise _ApiError(rule.error_code, rule.description, rule.retry_after, rule.migrate_to_chat_id)
         if method in SEND_METHODS:
             if chat_id in self.blocked:
                 raise _ApiError(*self.blocked[chat_id])
