@@ -150,5 +150,10 @@ async def _wait_for_signal(stop: asyncio.Event | None) -> None:
 
 
 def run(briefing: Briefing, *, webhook: str | None = None, host: str = "0.0.0.0", port: int = 8080) -> None:
-    """Blocking entry point for `briefbot run telegram`."""
-    asyncio.run(serve(briefing, webhook=webhook, host=host, port=port))
+    """Blocking entry point for `briefbot run telegram` (with the digest commands and delivery)."""
+    from bot.adapters.telegram_digest import DIGEST_COMMANDS, digest_router
+
+    asyncio.run(
+        serve(briefing, webhook=webhook, host=host, port=port,
+              extra_routers=[digest_router()], extra_commands=DIGEST_COMMANDS)
+    )
