@@ -203,18 +203,19 @@ class Drainer:
 
     async def run(self, *, until_idle: bool = False, idle_horizon: float = 30.0) -> DrainReport:
         """Drain forever (or, with until_idle, until nothing is due within idle_horizon seconds)."""
-        queue: asyncio.Queue[OutboxItem] = asyncio.Queue(maxsize=self.concurrency)
+        # claimed rows wait here: at most 2 x concurrency, sent within seconds, well inside the lease
+        queue: asyncio.Queue[OutboxItem] = asyncio.Queue(maxsize=2 * self.concurrency)
         workers = [asyncio.create_task(self._work(queue)) for _ in range(self.concurrency)]
         try:
             while True:
-                room = self.concurrency - queue.qsize()
-                items = await self.store.claim(self.worker_id, room, self.lease, self.clock.now()) if room else []
-                for item in items:
-                    await queue.put(item)
-                if items:
+                room = queue.maxsize - queue.qsize()
+                if room < self.concurrency:  # claim in batches, not a row at a time
+                    await asyncio.sleep(0.005)
                     continue
-                if room == 0:
-                    await asyncio.sleep(0.01)
+                items = await self.store.claim(self.worker_id, room, self.lease, self.clock.now())
+                for item in items:
+                    queue.put_nowait(item)
+                if items:
                     continue
                 await queue.join()  # in-flight sends may defer rows that are due soon
                 due = await self.store.next_due()

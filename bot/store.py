@@ -543,14 +543,14 @@ class Store:
         if error is not None:
             values["last_error"] = error[:2000]
         if attempt:
-            values["attempts"] = OutboxRow.attempts + 1
+            values["attempts"] = OutboxRow.__table__.c.attempts + 1
         await self._set(outbox_id, **values)
 
     async def mark_failed(self, outbox_id: int, error: str, attempt: bool = True) -> None:
         """Give up on a row and record why."""
         values: dict[str, Any] = dict(status=FAILED, last_error=error[:2000], claimed_until=None)
         if attempt:
-            values["attempts"] = OutboxRow.attempts + 1
+            values["attempts"] = OutboxRow.__table__.c.attempts + 1
         await self._set(outbox_id, **values)
 
     async def mark_gone(self, outbox_id: int, error: str, now: datetime | None = None) -> None:
@@ -571,8 +571,9 @@ class Store:
             )
 
     async def _set(self, outbox_id: int, **values: Any) -> None:
-        async with self.transaction() as s:
-            await s.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(**values))
+        table = OutboxRow.__table__
+        async with self.engine.begin() as conn:  # Core, not the ORM: this runs once per message
+            await conn.execute(update(table).where(table.c.id == outbox_id).values(**values))
 
     async def outbox_counts(self) -> dict[str, int]:
         """Rows per status."""
