@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
@@ -34,6 +34,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     and_,
@@ -145,6 +146,12 @@ class OutboxRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+SUBSCRIPTIONS = cast(Table, SubscriptionRow.__table__)
+SOURCE_VERSIONS = cast(Table, SourceVersionRow.__table__)
+DIGEST_STATE = cast(Table, DigestStateRow.__table__)
+OUTBOX = cast(Table, OutboxRow.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +299,7 @@ class Store:
             schedule_expr=schedule_expr, timezone=timezone, active=True, created_by=created_by,
             created_at=now, updated_at=now,
         )
-        stmt = self._insert(SubscriptionRow.__table__).values(**values)
+        stmt = self._insert(SUBSCRIPTIONS).values(**values)
         changed = {k: stmt.excluded[k] for k in values if k not in ("created_at", "platform", "chat_id")}
         stmt = stmt.on_conflict_do_update(index_elements=["platform", "chat_id"], set_=changed)
         async with self.transaction() as s:
@@ -312,7 +319,7 @@ class Store:
         """The chat's subscription; an inactive one is made for a chat that has none (for /digest)."""
         now = now or _now()
         stmt = (
-            self._insert(SubscriptionRow.__table__)
+            self._insert(SUBSCRIPTIONS)
             .values(
                 platform=platform, chat_id=chat_id, chat_kind=chat_kind, schedule_kind="daily",
                 schedule_expr="08:00", timezone=timezone, active=False, created_at=now, updated_at=now,
@@ -383,7 +390,7 @@ class Store:
             dict(source_id=s, content_hash=h, sentence_hashes=json.dumps(hashes), created_at=now)
             for (s, h), hashes in versions.items()
         ]
-        stmt = self._insert(SourceVersionRow.__table__).on_conflict_do_nothing(
+        stmt = self._insert(SOURCE_VERSIONS).on_conflict_do_nothing(
             index_elements=["source_id", "content_hash"]
         )
         async with self.transaction() as s:
@@ -421,13 +428,13 @@ class Store:
         """
         now = now or _now()
         stmt = (
-            self._insert(OutboxRow.__table__)
+            self._insert(OUTBOX)
             .values(
                 subscription_id=subscription_id, period=period, status=PENDING, attempts=0,
                 next_attempt_at=now, created_at=now,
             )
             .on_conflict_do_nothing(index_elements=["subscription_id", "period"])
-            .returning(OutboxRow.__table__.c.id)
+            .returning(OUTBOX.c.id)
         )
         async with self.transaction() as s:
             row_id = (await s.execute(stmt)).scalar_one_or_none()
@@ -448,7 +455,7 @@ class Store:
                 )
                 if now_seen:
                     await s.execute(
-                        DigestStateRow.__table__.insert(),
+                        DIGEST_STATE.insert(),
                         [
                             dict(subscription_id=subscription_id, source_id=k, content_hash=v, updated_at=now)
                             for k, v in now_seen.items()
@@ -494,7 +501,7 @@ class Store:
     ) -> list[OutboxItem]:
         """Claim up to `limit` due rows for `worker` until now + lease (SKIP LOCKED on PostgreSQL)."""
         now = now or _now()
-        table = OutboxRow.__table__
+        table = OUTBOX
         due = (
             select(table.c.id)
             .where(
@@ -543,14 +550,14 @@ class Store:
         if error is not None:
             values["last_error"] = error[:2000]
         if attempt:
-            values["attempts"] = OutboxRow.__table__.c.attempts + 1
+            values["attempts"] = OUTBOX.c.attempts + 1
         await self._set(outbox_id, **values)
 
     async def mark_failed(self, outbox_id: int, error: str, attempt: bool = True) -> None:
         """Give up on a row and record why."""
         values: dict[str, Any] = dict(status=FAILED, last_error=error[:2000], claimed_until=None)
         if attempt:
-            values["attempts"] = OutboxRow.__table__.c.attempts + 1
+            values["attempts"] = OUTBOX.c.attempts + 1
         await self._set(outbox_id, **values)
 
     async def mark_gone(self, outbox_id: int, error: str, now: datetime | None = None) -> None:
@@ -571,7 +578,7 @@ class Store:
             )
 
     async def _set(self, outbox_id: int, **values: Any) -> None:
-        table = OutboxRow.__table__
+        table = OUTBOX
         async with self.engine.begin() as conn:  # Core, not the ORM: this runs once per message
             await conn.execute(update(table).where(table.c.id == outbox_id).values(**values))
 
