@@ -57,3 +57,42 @@ async def test_channels_are_subscribed_by_admins_only(tg: RunningBot) -> None:
     assert ok.text.startswith("-1001234567: ") and "Daily at 09:00 (Europe/Vienna)" in ok.text
     sub = await tg.dp["digests"].store.subscription("telegram", "-1001234567")
     assert sub is not None and sub.chat_kind == "channel" and sub.created_by == str(ADMIN)
+
+
+async def test_the_telegram_sender_maps_429_403_and_server_errors(tmp_path: Path) -> None:
+    from aiogram import Bot
+    from aiogram.client.session.aiohttp import AiohttpSession
+
+    from bot.adapters.telegram_sender import TelegramDigestSender
+    from bot.delivery import Drainer, Limits
+    from bot.store import GONE, SENT, Store
+    from tests.fakes.telegram_server import DEFAULT_TOKEN, FakeTelegramServer
+
+    payload = {"sections": [{"source": "s", "title": "News", "summary": "It rained.",
+                             "quotes": [{"text": "It rained.", "paragraph": 1, "start": 0, "end": 10}]}]}
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}")
+    try:
+        for chat in ("11", "12", "13", "14"):
+            sub = await store.subscribe("telegram", chat, schedule_kind="daily", schedule_expr="08:00",
+                                        timezone="UTC")
+
+            async def build(seen: dict[str, str]) -> tuple[dict[str, object], dict[str, str]]:
+                return payload, {}
+
+            await store.create_digest(sub.id, "p", build)
+        async with FakeTelegramServer() as server:
+            server.fail_next("sendMessage", chat_id=11, error_code=429, retry_after=1)
+            server.block(12)  # 403 blocked by the user
+            server.fail_next("sendMessage", chat_id=13, error_code=500)
+            server.block(14, error_code=400)  # chat not found
+            async with Bot(DEFAULT_TOKEN, session=AiohttpSession(api=server.api)) as bot:
+                drainer = Drainer(store, TelegramDigestSender(bot), limits=Limits(global_rate=100.0),
+                                  backoff=0.1, poll=0.05)
+                report = await drainer.run(until_idle=True)
+            delivered = sorted(m.chat_id for m in server.sent)
+        assert delivered == [11, 13]  # once each: after the retry-after, and after a retry
+        assert (report.deferred, report.retried, report.gone) == (1, 1, 2)
+        assert await store.outbox_counts() == {SENT: 2, GONE: 2}
+        assert [s.chat_id for s in await store.active_subscriptions()] == ["11", "13"]
+    finally:
+        await store.close()
