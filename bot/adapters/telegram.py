@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -88,6 +90,31 @@ class BotStats:
     def record_gone(self, chat_id: int, description: str) -> None:
         """Remember a chat we can no longer write to (see TelegramSender.on_gone)."""
         self.gone.add(chat_id)
+
+
+class AskPool:
+    """Runs the core's CPU-bound `ask` on a few worker threads, so the event loop stays free.
+
+    About one worker per two CPUs: each question is embedded with two BLAS threads, and more
+    concurrent questions only contend for the cores (measured: 1-2 workers answer about twice as
+    many questions per second as 6 on a 2-CPU machine). Admin reloads do not queue behind them.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or max(1, (os.cpu_count() or 2) // 2)
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def ask(self, briefing: Briefing, question: str) -> Answer:
+        """briefing.ask(question) on a worker thread."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="briefbot-ask")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, briefing.ask, question)
+
+    async def close(self) -> None:
+        """Stop the workers (at shutdown)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
 
 class AnswerCache:
@@ -206,19 +233,19 @@ def questions_router() -> Router:
     @router.message(Command("ask"))
     async def ask(
         message: Message, command: CommandObject, bot: Bot, briefing: Briefing, sender: TelegramSender,
-        answers: AnswerCache, stats: BotStats, settings: Settings,
+        answers: AnswerCache, stats: BotStats, settings: Settings, ask_pool: AskPool,
     ) -> None:
         if not (command.args or "").strip():
             await sender.send(bot, message.chat.id, [Text(render.TELEGRAM_TEXT["ask_usage"])])
             return
-        await reply_answer(message, command.args or "", bot, briefing, sender, answers, stats, settings)
+        await reply_answer(message, command.args or "", bot, briefing, sender, answers, stats, settings, ask_pool)
 
     @router.message(F.text, Addressed())
     async def question(
         message: Message, question: str, bot: Bot, briefing: Briefing, sender: TelegramSender,
-        answers: AnswerCache, stats: BotStats, settings: Settings,
+        answers: AnswerCache, stats: BotStats, settings: Settings, ask_pool: AskPool,
     ) -> None:
-        await reply_answer(message, question, bot, briefing, sender, answers, stats, settings)
+        await reply_answer(message, question, bot, briefing, sender, answers, stats, settings, ask_pool)
 
     @router.callback_query(AnswerAction.filter(F.action == "more"))
     async def more(
@@ -271,10 +298,10 @@ def questions_router() -> Router:
 
 async def reply_answer(
     message: Message, question: str, bot: Bot, briefing: Briefing, sender: TelegramSender,
-    answers: AnswerCache, stats: BotStats, settings: Settings,
+    answers: AnswerCache, stats: BotStats, settings: Settings, ask_pool: AskPool,
 ) -> None:
     """Ask the core, render the answer and send it (in groups as a reply to the question)."""
-    answer = await asyncio.to_thread(briefing.ask, question)
+    answer = await ask_pool.ask(briefing, question)
     stats.count(answer)
     shown = settings.telegram_quotes_shown
     key = answers.put(answer)
@@ -373,7 +400,8 @@ def build_dispatcher(
     `extra_routers` (e.g. subscriptions) go before the question catch-all, and `extra_commands`
     ((name, description) pairs) are registered with setMyCommands at start next to the built-in
     ones. `services` are added to the workflow data, and may replace the defaults: `settings`,
-    `sender` (TelegramSender), `answers` (AnswerCache), `stats` (BotStats), `subscribers`.
+    `sender` (TelegramSender), `answers` (AnswerCache), `stats` (BotStats), `ask_pool` (AskPool),
+    `subscribers` (SubscriberCount).
     """
     stats = services.pop("stats", None) or BotStats()
     defaults: dict[str, Any] = {
@@ -381,6 +409,7 @@ def build_dispatcher(
         "stats": stats,
         "sender": TelegramSender(on_gone=stats.record_gone),
         "answers": AnswerCache(),
+        "ask_pool": AskPool(),
         "subscribers": None,
     }
     dp = Dispatcher(
@@ -391,6 +420,7 @@ def build_dispatcher(
     order = ChatOrder()
     dp.update.outer_middleware(order)
     dp.shutdown.register(order.drain)
+    dp.shutdown.register(dp["ask_pool"].close)
     dp.errors.register(on_briefbot_error, ExceptionTypeFilter(BriefbotError))
     dp.errors.register(on_unexpected_error)
     dp.include_routers(basics_router(), admin_router(), *extra_routers, questions_router())
