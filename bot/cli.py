@@ -206,3 +206,13 @@ def digest(
         print(json.dumps({"sections": sections}, ensure_ascii=False, indent=2))
     else:
         Console().print(digest_plain(result) if result else "Nothing to digest.", markup=False, highlight=False)
+
+
+@run_app.command("discord")
+def run_discord() -> None:
+    """Serve Discord with DISCORD_BOT_TOKEN: slash commands, and answers to mentions."""
+    from bot.adapters.discord import check_config, run
+
+    check_config(state.settings)
+    _load_index(err)
+    run(state.briefing)

@@ -53,6 +53,17 @@ class Settings(BaseSettings):
     discord_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("BRIEFBOT_DISCORD_BOT_TOKEN", "DISCORD_BOT_TOKEN")
     )
+    discord_admin_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("BRIEFBOT_DISCORD_ADMIN_IDS", "DISCORD_ADMIN_IDS"),
+    )
+    discord_api_base: str | None = Field(
+        default=None,
+        description="Another Discord API (tests, a proxy), e.g. http://127.0.0.1:8082/api/v10.",
+        validation_alias=AliasChoices("BRIEFBOT_DISCORD_API_BASE", "DISCORD_API_BASE"),
+    )
+    discord_mentions: bool = True  # answer messages that mention the bot (the non-privileged message intents)
+    discord_message_content: bool = False  # also request the privileged Message Content intent
 
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("BRIEFBOT_OPENAI_API_KEY", "OPENAI_API_KEY")
@@ -88,6 +99,12 @@ class Settings(BaseSettings):
             text = value.strip().strip("[]")
             return [int(part) for part in text.replace(",", " ").split() if part]
         return value
+
+    @field_validator("discord_admin_ids", mode="before")
+    @classmethod
+    def _split_discord_ids(cls, value: object) -> object:
+        """Accept '1,2 3' as well as a JSON list, like TELEGRAM_ADMIN_IDS."""
+        return cls._split_ids(value)
 
     @property
     def sqlalchemy_url(self) -> str:
