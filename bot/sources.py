@@ -7,6 +7,7 @@ of `Document.text`. Loading never half-succeeds: it returns a whole document or 
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -243,9 +244,14 @@ def load_feed(spec: SourceSpec, *, timeout: float = 20.0) -> Document:
     )
 
 
+_BLOCK_TAG = re.compile(r"<\s*/?\s*(?:br|p|div|li|ul|ol|h[1-6]|tr|td|blockquote)\b[^>]*>", re.IGNORECASE)
+_ANY_TAG = re.compile(r"<[^>]+>")
+
+
 def _clean_feed_text(value: str) -> str:
-    text = re.sub(r"<[^>]+>", " ", value)
-    return re.sub(r"\s+", " ", text).strip()
+    """Feed HTML as plain text: block tags become spaces, inline tags vanish, entities decoded."""
+    text = _ANY_TAG.sub("", _BLOCK_TAG.sub(" ", value))
+    return re.sub(r"\s+", " ", html.unescape(text)).strip()
 
 
 def _fetch(url: str, timeout: float) -> tuple[bytes, str]:

@@ -112,12 +112,6 @@ def test_unanswerable_questions_abstain_without_quotes(seed_briefing: Briefing, 
                 question,
                 name,
                 id=ident,
-                marks=pytest.mark.xfail(
-                    strict=True,
-                    reason="false abstention: the name is matched (lexical expand finds it) but it occurs "
-                    "in many sentences, so its BM25 evidence stays under ANCHOR_LEXICAL (0.45) and the best "
-                    "statement's score under ABSTAIN_BELOW (0.25)",
-                ),
             )
             for question, name, ident in [
                 ("Who is Tokayev?", "Tokajew", "en-Tokayev"),

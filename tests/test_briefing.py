@@ -204,11 +204,6 @@ def test_remove_an_unknown_source(briefing: Briefing) -> None:
     assert snapshot(briefing) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/briefing.py _own_specs copies the packaged seed files into data_dir/sources before "
-    "remove_source/add_source check the id, so an edit refused on the packaged manifest leaves an orphan copy",
-)
 @pytest.mark.parametrize("refused", ["remove-unknown", "add-duplicate"])
 def test_a_refused_first_edit_writes_no_files(briefing: Briefing, refused: str) -> None:
     before = snapshot(briefing)

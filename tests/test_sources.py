@@ -249,11 +249,6 @@ def test_load_feed_makes_each_entry_a_paragraph(server: str) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/sources.py _clean_feed_text replaces every tag with a space and never unescapes entities: "
-    "'AT&amp;T' stays escaped, '<b>Partner</b>.' becomes 'Partner .', '<i>Zu</i>sammenarbeit' 'Zu sammenarbeit'",
-)
 def test_feed_markup_becomes_plain_text(server: str) -> None:
     doc = load_feed(SourceSpec("ticker", feed=f"{server}/markup.xml"))
     assert doc.text == "Markup. Er nannte AT&T einen Partner. Das Wort war Zusammenarbeit."
