@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay on one line, whatever the width
 
 
 class State:
@@ -76,7 +76,8 @@ def indexing_progress(console: Console) -> Iterator[ProgressFn]:
     try:
         yield update
     finally:
-        progress.stop()
+        if task:
+            progress.stop()
 
 
 def _load_index(console: Console) -> None:

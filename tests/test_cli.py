@@ -139,11 +139,6 @@ def test_a_bad_question_is_a_one_line_error(
     assert result.stdout == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/cli.py indexing_progress calls Progress.stop() even when the bar never started, and rich then "
-    "writes a newline to stderr: every command that loads the index starts stderr with an empty line",
-)
 def test_stderr_holds_nothing_but_the_message(bad_question_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     stderr = bad_question_runs["empty"].stderr
     assert stderr.startswith("error: ") and stderr.count("\n") == 1
@@ -192,11 +187,6 @@ def test_a_broken_source_is_a_clear_error(
     assert_clean_failure(result, what, str(manifest.parent / name))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/cli.py main() prints errors with rich's err.print, which wraps at the console width (80 "
-    "columns when stderr is not a terminal), splitting the message and even the path inside it over lines",
-)
 def test_an_error_naming_a_long_path_stays_on_one_line(
     broken_runs: dict[str, tuple[Path, subprocess.CompletedProcess[str]]],
 ) -> None:
