@@ -410,8 +410,7 @@ def build_dispatcher(
         "sender": TelegramSender(on_gone=stats.record_gone),
         "answers": AnswerCache(),
         "ask_pool": AskPool(),
-        "subscribers": None,
-    }
+    }  # no `subscribers` default: a feature may set it at startup, and polling snapshots these
     dp = Dispatcher(
         briefing=briefing,
         **{**defaults, **services},

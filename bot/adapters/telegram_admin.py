@@ -88,7 +88,8 @@ def admin_router() -> Router:
         log.info("admin %s: /addsource %s (%s bytes)", _who(message), name, document.file_size)
         data = await download(bot, document)
         added = await asyncio.to_thread(briefing.add_source, name, data, (command.args or "").strip() or None)
-        sentences = next((s.sentences for s in briefing.sources() if s.id == added.id), 0)
+        infos = await asyncio.to_thread(briefing.sources)
+        sentences = next((s.sentences for s in infos if s.id == added.id), 0)
         log.info("admin %s: added source %s (%d sentences)", _who(message), added.id, sentences)
         await sender.send(bot, message.chat.id, render.telegram_source_added(added.title, added.id, sentences))
 
@@ -109,7 +110,7 @@ def admin_router() -> Router:
     @router.message(Command("stats"), IsAdmin())
     async def show_stats(
         message: Message, bot: Bot, sender: TelegramSender, briefing: Briefing, stats: BotStats,
-        subscribers: SubscriberCount | None,
+        subscribers: SubscriberCount | None = None,
     ) -> None:
         log.info("admin %s: /stats", _who(message))
         index = briefing.index

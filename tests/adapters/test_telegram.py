@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from aiogram import Bot
+from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.filters import Command
+from aiogram.types import Message
 from aiogram.utils.formatting import BlockQuote, Bold, ExpandableBlockQuote, Italic
 from aiogram.utils.formatting import Text as FText
 from hypothesis import HealthCheck, given, settings
@@ -232,6 +234,31 @@ async def test_admin_commands_are_refused_to_others_and_logged(
     assert [s.id for s in briefing.sources()] == ["putin-tokajew"]
     log = caplog.text
     assert f"refused /reload to user {USER}" in log and f"admin {ADMIN}: /reload" in log
+
+
+async def test_stats_counts_subscribers_from_a_feature_router(seed_briefing: Briefing) -> None:
+    class Subscribers:
+        async def count(self) -> int:
+            return 7
+
+    feature = Router(name="feature")
+
+    @feature.startup()
+    async def open_service(dispatcher: Dispatcher) -> None:
+        dispatcher["subscribers"] = Subscribers()  # set at startup, as the digest feature does
+
+    @feature.message(Command("ping"))
+    async def ping(message: Message) -> None:
+        await message.answer("pong")
+
+    settings = admin_settings(seed_briefing.settings)
+    async with running_bot(
+        seed_briefing, settings=settings, extra_routers=[feature], extra_commands=[("ping", "Ping")]
+    ) as tg:
+        [stats] = await tg.say("/stats", user_id=ADMIN)
+        [pong] = await tg.say("/ping")
+    assert "subscribers: 7" in stats.text and pong.text == "pong"
+    assert "ping" in [c["command"] for c in tg.server.my_commands]
 
 
 async def test_admin_adds_and_removes_a_source_from_the_chat(briefing: Briefing) -> None:
