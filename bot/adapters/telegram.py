@@ -173,7 +173,8 @@ class ChatOrder(BaseMiddleware):
             async with lock:
                 return await handler(event, data)
         finally:
-            self._in_flight.discard(task)  # type: ignore[arg-type]
+            if task is not None:
+                self._in_flight.discard(task)
 
     async def drain(self) -> None:
         """At shutdown: let the updates being handled finish (for up to 10 s)."""
@@ -377,11 +378,7 @@ def _origin(event: ErrorEvent) -> tuple[int | None, int | None]:
 
 
 async def _tell(event: ErrorEvent, bot: Bot, sender: TelegramSender, parts: list[Text]) -> None:
-    query = event.update.callback_query
-    if query is not None:
-        text = "".join(part.render()[0] for part in parts)[:190]
-        await sender.call(bot, query.answer(text, show_alert=True))
-        return
+    """Write to the chat the update came from (a button's query is answered before any work)."""
     _, chat = _origin(event)
     if chat is not None:
         await sender.send(bot, chat, parts)
