@@ -18,8 +18,8 @@ Out of process (restart-safety tests, benchmarks)::
 prints ``READY http://127.0.0.1:8081`` once listening, then serves the Bot API under
 ``/bot<token>/<method>`` and a test API under ``/_test/`` (see ``FakeTelegramServer._test_routes``):
 ``GET /_test/sent?since=SEQ&chat_id=ID``, ``GET /_test/wait_sent?count=N&since=SEQ&timeout=S``,
-``GET /_test/stats``, ``POST /_test/message``, ``POST /_test/update``, ``POST /_test/fail``,
-``POST /_test/block``, ``POST /_test/reset``.
+``GET /_test/stats``, ``POST /_test/message``, ``POST /_test/messages``, ``POST /_test/update``,
+``POST /_test/fail``, ``POST /_test/block``, ``POST /_test/unblock``, ``POST /_test/reset``.
 """
 
 from __future__ import annotations
@@ -747,7 +747,8 @@ class FakeTelegramServer:
     # -- the test API over HTTP, for use from another process --------------------------------------
     def _test_routes(self, app: web.Application) -> None:
         """GET /_test/sent?since=&chat_id=, GET /_test/wait_sent?count=&since=&chat_id=&timeout=,
-        GET /_test/stats, POST /_test/message {text,user_id,chat_id?,chat_type?}, POST /_test/update,
+        GET /_test/stats, POST /_test/message {text,user_id,chat_id?,chat_type?}, POST /_test/messages
+        [{...}, ...] (many at once), POST /_test/update,
         POST /_test/fail {method,chat_id?,error_code,description?,retry_after?,times?},
         POST /_test/block {chat_id,error_code?}, POST /_test/unblock {chat_id}, POST /_test/reset."""
 
@@ -785,6 +786,10 @@ class FakeTelegramServer:
             text = body.pop("text")
             return web.json_response(self.push_message(text, **body))
 
+        async def many(request: web.Request) -> web.Response:
+            bodies = await request.json()
+            return web.json_response([self.push_message(body.pop("text"), **body) for body in bodies])
+
         async def update(request: web.Request) -> web.Response:
             return web.json_response(self.push_update(await request.json()))
 
@@ -810,6 +815,7 @@ class FakeTelegramServer:
         app.router.add_get("/_test/wait_sent", wait_sent)
         app.router.add_get("/_test/stats", stats)
         app.router.add_post("/_test/message", message)
+        app.router.add_post("/_test/messages", many)
         app.router.add_post("/_test/update", update)
         app.router.add_post("/_test/fail", fail)
         app.router.add_post("/_test/block", block)
