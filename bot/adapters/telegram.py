@@ -123,6 +123,7 @@ class AnswerCache:
     def __init__(self, size: int = 2000) -> None:
         self._size = size
         self._answers: OrderedDict[int, Answer] = OrderedDict()
+        self._expanded: set[int] = set()
         self._next = 1
 
     def put(self, answer: Answer) -> int:
@@ -130,12 +131,19 @@ class AnswerCache:
         key, self._next = self._next, self._next + 1
         self._answers[key] = answer
         while len(self._answers) > self._size:
-            self._answers.popitem(last=False)
+            self._expanded.discard(self._answers.popitem(last=False)[0])
         return key
 
     def get(self, key: int) -> Answer | None:
         """The answer under key, or None when it was forgotten (or the bot restarted)."""
         return self._answers.get(key)
+
+    def expand(self, key: int) -> bool:
+        """True the first time an answer's further quotes are asked for, False after that."""
+        if key in self._expanded:
+            return False
+        self._expanded.add(key)
+        return True
 
 
 class AnswerAction(CallbackData, prefix="a"):
@@ -255,9 +263,11 @@ def questions_router() -> Router:
     ) -> None:
         answer = answers.get(callback_data.key)
         if answer is None or not isinstance(query.message, Message):
-            await query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True)
+            await sender.call(bot, query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True))
             return
-        await query.answer()
+        await sender.call(bot, query.answer())
+        if not answers.expand(callback_data.key):
+            return  # a second tap before the button disappeared
         shown = settings.telegram_quotes_shown
         await sender.send(
             bot, query.message.chat.id, render.telegram_more_quotes(answer, shown),
@@ -274,9 +284,9 @@ def questions_router() -> Router:
     ) -> None:
         answer = answers.get(callback_data.key)
         if answer is None or not isinstance(query.message, Message) or callback_data.quote >= len(answer.quotes):
-            await query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True)
+            await sender.call(bot, query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True))
             return
-        await query.answer()
+        await sender.call(bot, query.answer())
         quote = answer.quotes[callback_data.quote]
         paragraph = await asyncio.to_thread(lambda: paragraph_of(briefing.index, quote))
         parts = (

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from bot.adapters.telegram import build_dispatcher
+from bot.adapters.telegram import AnswerCache, build_dispatcher
 from bot.adapters.telegram_run import RedactSecret, serve_webhook
 from bot.adapters.telegram_send import Outcome, TelegramSender
 from bot.briefing import Briefing
@@ -69,6 +69,7 @@ async def test_a_question_is_answered_with_verbatim_blockquotes_and_citations(tg
 
 async def test_more_quotes_button_sends_the_rest_and_retires_itself(tg: RunningBot) -> None:
     [reply] = await tg.say(QUESTION)
+    more_data = next(b["callback_data"] for b in reply.buttons() if b["text"].startswith("More"))
     [more] = await tg.press(reply, "More quotes")
     assert_well_formed(more)
     assert more.reply_to_message_id == reply.message_id
@@ -77,7 +78,9 @@ async def test_more_quotes_button_sends_the_rest_and_retires_itself(tg: RunningB
     assert not set(rest) & set(quotes_of(reply))
     await tg.server.wait_for(lambda: reply.edits == 1)
     assert not any(b["text"].startswith("More") for b in reply.buttons())
-    assert tg.server.callback_answers, "the button press was answered"
+    again = tg.server.push_callback(reply, more_data, user_id=USER)  # a second tap, button already gone
+    await tg.server.wait_for(lambda: again in [a["callback_query_id"] for a in tg.server.callback_answers])
+    assert len(tg.server.sent_to(USER)) == 2 and reply.edits == 1
 
 
 async def test_context_button_shows_the_paragraph_with_the_quote_in_bold(tg: RunningBot) -> None:
@@ -534,3 +537,13 @@ def test_the_bot_token_never_reaches_the_logs() -> None:
     finally:
         logger.removeHandler(handler)
     assert token not in stream.getvalue() and stream.getvalue().count("<redacted>") == 2
+
+
+async def test_buttons_of_a_forgotten_answer_say_it_expired(seed_briefing: Briefing) -> None:
+    async with running_bot(seed_briefing, answers=AnswerCache(size=1)) as tg:
+        [old] = await tg.say(QUESTION)
+        await tg.say(QUESTION)  # the cache keeps one answer: the first is forgotten, as after a restart
+        query = tg.server.push_callback(old, old.buttons()[0]["callback_data"], user_id=USER)
+        await tg.server.wait_for(lambda: query in [a["callback_query_id"] for a in tg.server.callback_answers])
+    [answer] = [a for a in tg.server.callback_answers if a["callback_query_id"] == query]
+    assert answer["text"] == TELEGRAM_TEXT["expired"] and answer["show_alert"] in (True, "true")
