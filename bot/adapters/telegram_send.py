@@ -27,6 +27,7 @@ from aiogram.exceptions import (
     TelegramForbiddenError,
     TelegramMigrateToChat,
     TelegramNetworkError,
+    TelegramNotFound,
     TelegramRetryAfter,
     TelegramServerError,
     TelegramUnauthorizedError,
@@ -49,6 +50,8 @@ GONE_MARKERS = (
     "not enough rights to send",
     "have no rights to send",
     "need administrator rights",
+    "channel_private",
+    "not a member",
 )
 
 
@@ -83,7 +86,7 @@ def classify(exc: TelegramAPIError) -> Outcome:
         return Outcome.RETRY
     if isinstance(exc, TelegramForbiddenError):
         return Outcome.GONE
-    if isinstance(exc, TelegramBadRequest) and not isinstance(exc, TelegramEntityTooLarge):
+    if isinstance(exc, TelegramBadRequest | TelegramNotFound) and not isinstance(exc, TelegramEntityTooLarge):
         description = exc.message.lower()
         if any(marker in description for marker in GONE_MARKERS):
             return Outcome.GONE

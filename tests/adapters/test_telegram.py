@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from bot.adapters.telegram import AnswerCache, build_dispatcher
+from bot.adapters.telegram import build_dispatcher
+from bot.adapters.telegram_questions import AnswerCache
 from bot.adapters.telegram_run import RedactSecret, serve_webhook
 from bot.adapters.telegram_send import Outcome, TelegramSender
 from bot.briefing import Briefing
