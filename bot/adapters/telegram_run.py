@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
 from aiogram.utils.token import TokenValidationError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
@@ -93,10 +94,16 @@ async def serve(
     bot = make_bot(settings)
     async with bot:
         dp = build_dispatcher(briefing, extra_routers=extra_routers, extra_commands=extra_commands, **services)
-        if webhook:
-            await serve_webhook(dp, bot, webhook, host=host, port=port)
-        else:
-            await serve_polling(dp, bot)
+        try:
+            if webhook:
+                await serve_webhook(dp, bot, webhook, host=host, port=port)
+            else:
+                await serve_polling(dp, bot)
+        except TelegramUnauthorizedError:
+            raise ConfigError("Telegram refused the bot token (401 Unauthorized): check TELEGRAM_BOT_TOKEN") from None
+        except TelegramNetworkError as exc:
+            where = settings.telegram_api_base or "api.telegram.org"
+            raise ConfigError(f"cannot reach the Telegram Bot API at {where}: {exc.message}") from None
 
 
 async def serve_polling(dp: Dispatcher, bot: Bot, **kwargs: Any) -> None:

@@ -27,10 +27,11 @@ from pydantic import SecretStr
 
 from bot.adapters.telegram import build_dispatcher
 from bot.adapters.telegram_questions import AnswerCache
-from bot.adapters.telegram_run import RedactSecret, serve_webhook
+from bot.adapters.telegram_run import RedactSecret, serve, serve_webhook
 from bot.adapters.telegram_send import Outcome, TelegramSender
 from bot.briefing import Briefing
 from bot.config import Settings
+from bot.errors import ConfigError
 from bot.render import NOT_ANSWERED_TEXT, TELEGRAM_TEXT, split_message, telegram_context
 from tests.adapters.conftest import ADMIN, USER, RunningBot, running_bot
 from tests.conftest import SEED_MANIFEST, SEED_TEXT
@@ -548,3 +549,18 @@ async def test_buttons_of_a_forgotten_answer_say_it_expired(seed_briefing: Brief
         await tg.server.wait_for(lambda: query in [a["callback_query_id"] for a in tg.server.callback_answers])
     [answer] = [a for a in tg.server.callback_answers if a["callback_query_id"] == query]
     assert answer["text"] == TELEGRAM_TEXT["expired"] and answer["show_alert"] in (True, "true")
+
+
+# ---- the runtime's edges: configuration errors become Briefbot errors -----------------------------
+async def test_serve_reports_a_refused_token_and_an_unreachable_server(seed_briefing: Briefing) -> None:
+    async with FakeTelegramServer(token="123:right-token") as server:
+        wrong = seed_briefing.settings.model_copy(
+            update={"telegram_bot_token": SecretStr("123:wrong-token"), "telegram_api_base": server.base_url}
+        )
+        with pytest.raises(ConfigError, match="401 Unauthorized"):
+            await serve(Briefing(wrong, seed_briefing.embedder))
+        unreachable = wrong.model_copy(update={"telegram_api_base": "http://127.0.0.1:9"})
+    with pytest.raises(ConfigError, match=r"cannot reach the Telegram Bot API at http://127\.0\.0\.1:9"):
+        await serve(Briefing(unreachable, seed_briefing.embedder))
+    with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN is not set"):
+        await serve(Briefing(Settings(), seed_briefing.embedder))
