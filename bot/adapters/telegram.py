@@ -86,7 +86,12 @@ class BotStats:
 
 # ---- middleware ---------------------------------------------------------------------------------
 class ChatOrder(BaseMiddleware):
-    """One update at a time per chat, in arrival order (asyncio.Lock is FIFO); chats run concurrently."""
+    """One update at a time per chat, in arrival order (asyncio.Lock is FIFO); chats run concurrently.
+
+    aiogram's error middleware sits outside this one, so an error notice is sent just after the
+    chat's lock is released: before the next answer in practice (that one needs the core first),
+    though not strictly guaranteed.
+    """
 
     def __init__(self) -> None:
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
