@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -251,3 +252,27 @@ class _Subs:
 
     async def subscription_by_id(self, subscription_id: int) -> Subscription | None:
         return next((s for s in self.subs if s.id == subscription_id), None)
+
+
+async def test_apscheduler_runs_the_job_and_it_enqueues_the_due_period(store: Store) -> None:
+    index = fake_index(document("news", "The council met on Monday and approved the budget."))
+    clock = FakeClock(datetime(2026, 3, 2, 7, 58, tzinfo=UTC))
+    s = await store.subscribe(
+        "telegram", "1", schedule_kind="daily", schedule_expr="08:00", timezone="UTC", now=START
+    )
+    scheduler = DigestScheduler(store, Digester(store, lambda: index), clock=clock, grace=timedelta(minutes=5))
+    await scheduler.start()
+    try:
+        assert not await store.has_period(s.id, "2026-03-02T08:00@UTC")  # nothing to catch up at 07:58
+        clock.current = datetime(2026, 3, 2, 8, 0, 2, tzinfo=UTC)
+        job = scheduler.scheduler.get_job(f"digest:{s.id}")
+        assert job is not None
+        job.modify(next_run_time=datetime.now(UTC))  # let APScheduler fire it now
+        scheduler.scheduler.wakeup()
+        for _ in range(200):
+            if await store.has_period(s.id, "2026-03-02T08:00@UTC"):
+                break
+            await asyncio.sleep(0.01)
+        assert await store.has_period(s.id, "2026-03-02T08:00@UTC")
+    finally:
+        scheduler.shutdown()
