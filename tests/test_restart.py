@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.digest_support import BACKENDS, create_pg_database, drop_pg_database
+
 ROOT = Path(__file__).resolve().parent.parent
 SUBSCRIBERS = 1000
 CONCURRENCY = 8
@@ -50,6 +52,19 @@ def telegram_server() -> Iterator[str]:
             proc.stdout.close()
 
 
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'briefbot.sqlite3'}"
+        return
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
 def worker(db: str, api: str) -> subprocess.Popen[str]:
     args = [
         sys.executable, "-m", "tests.digest_worker", "--db", db, "--api", api,
@@ -62,9 +77,9 @@ def worker(db: str, api: str) -> subprocess.Popen[str]:
 
 @pytest.mark.slow
 def test_a_killed_worker_restarted_delivers_everything_with_bounded_duplicates(
-    telegram_server: str, tmp_path: Path
+    telegram_server: str, database: str
 ) -> None:
-    db = f"sqlite+aiosqlite:///{tmp_path / 'briefbot.sqlite3'}"
+    db = database
     first = worker(db, telegram_server)
     deadline = time.monotonic() + 60
     sent = 0
