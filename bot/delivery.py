@@ -187,6 +187,7 @@ class Drainer:
         self.poll = poll
         self.report = DrainReport()
         self._wake = asyncio.Event()
+        self._claimed_at: dict[int, float] = {}
 
     @classmethod
     def from_settings(cls, store: Store, sender: Sender, settings: Settings, **kwargs: object) -> Drainer:
@@ -214,6 +215,7 @@ class Drainer:
                     continue
                 items = await self.store.claim(self.worker_id, room, self.lease, self.clock.now())
                 for item in items:
+                    self._claimed_at[item.id] = time.monotonic()
                     queue.put_nowait(item)
                 if items:
                     continue
@@ -246,6 +248,7 @@ class Drainer:
     async def deliver(self, item: OutboxItem) -> None:
         """Send one claimed row and record the outcome."""
         target = Target(item.platform, item.chat_id, item.chat_kind)
+        claimed = self._claimed_at.pop(item.id, None)
         wait = self.limiter.reserve(item.chat_id, item.chat_kind)
         if wait > INLINE_WAIT:
             self.report.deferred += 1
@@ -254,6 +257,11 @@ class Drainer:
         if wait > 0:
             await asyncio.sleep(wait)
         await self.limiter.acquire()
+        if claimed is not None and time.monotonic() - claimed > 0.8 * self.lease:
+            # a long pause (retry-after) outlived most of the lease: another instance may own the row
+            # by now, so leave it to whoever claims it next rather than risk sending it twice
+            log.info("outbox row %d: lease nearly over before sending; left for the next claim", item.id)
+            return
         if item.payload is None:  # not expected: empty periods are never pending
             await self.store.mark_failed(item.id, "no payload", attempt=False)
             return

@@ -178,3 +178,12 @@ async def test_two_senders_on_postgresql_never_send_a_row_twice(postgres_store: 
     assert len(chats) == len(set(chats)) == 300
     assert sender_a.sent and sender_b.sent  # both took a share of the work
     assert await store.outbox_counts() == {SENT: 300}
+
+
+async def test_rows_whose_lease_ran_out_while_paused_are_not_sent_by_the_old_claim(store: Store) -> None:
+    await enqueue(store, ["1", "2", "3"])
+    sender = RecordingSender(failures={"1": [RetryAfter(1)]})
+    drainer = Drainer(store, sender, limits=FAST, concurrency=1, lease=0.5, poll=0.05)
+    await drainer.run(until_idle=True)
+    assert Counter(sender.chats()) == {"1": 1, "2": 1, "3": 1}  # claimed again after the lease, sent once
+    assert await store.outbox_counts() == {SENT: 3}
