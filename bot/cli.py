@@ -91,7 +91,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one object per question).")] = False,
 ) -> None:
     """Answer a question with verbatim quotes and their citations."""
-    from bot.render import answer_terminal
+    from bot.render.terminal import answer_terminal
 
     out = Console()
     _load_index(err)
@@ -130,7 +130,7 @@ def chat() -> None:
 def index() -> None:
     """(Re)build the index of the configured sources, embedding only what changed."""
     from bot.adapters.console import sources_rows
-    from bot.render import sources_table
+    from bot.render.terminal import sources_table
 
     _load_index(err)
     Console().print(sources_table(sources_rows(state.briefing)))

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from bot.briefing import Briefing
 from bot.errors import BriefbotError, InputError
-from bot.render import answer_terminal, sources_table
+from bot.render.terminal import answer_terminal, sources_table
 
 HELP = """Ask any question about the sources, in English, German or Russian.
 Commands: /sources  list the indexed sources

@@ -35,11 +35,11 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot import render
 from bot.briefing import UPLOAD_SUFFIXES, Briefing
 from bot.config import Settings
 from bot.errors import BriefbotError, ConfigError, InputError, SourceError
-from bot.render import DiscordMessage
+from bot.render import discord as render
+from bot.render.discord import DiscordMessage
 from bot.sources import MAX_SOURCE_BYTES
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,6 @@ from aiogram.types import (
 )
 from aiogram.utils.formatting import Text
 
-from bot import render
 from bot.adapters.telegram_admin import ADMIN_COMMANDS, admin_router, is_admin
 from bot.adapters.telegram_questions import AnswerCache, AskPool, questions_router
 from bot.adapters.telegram_send import TelegramSender
@@ -45,6 +44,7 @@ from bot.answer import Answer
 from bot.briefing import Briefing
 from bot.config import Settings
 from bot.errors import BriefbotError, InputError, SourceError
+from bot.render import telegram as render
 
 log = logging.getLogger(__name__)
 

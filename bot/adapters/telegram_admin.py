@@ -21,10 +21,10 @@ from aiogram.types import Document, Message, User
 from aiogram.utils.formatting import Text
 from aiohttp import ClientError
 
-from bot import render
 from bot.briefing import Briefing
 from bot.config import Settings
 from bot.errors import SourceError
+from bot.render import telegram as render
 from bot.sources import MAX_SOURCE_BYTES
 
 if TYPE_CHECKING:

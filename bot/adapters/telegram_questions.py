@@ -22,11 +22,11 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.formatting import Text
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import render
 from bot.answer import Answer, Quote
 from bot.briefing import Briefing
 from bot.config import Settings
 from bot.index import Index
+from bot.render import telegram as render
 from bot.segment import Paragraph
 
 if TYPE_CHECKING:

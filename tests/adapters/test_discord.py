@@ -21,11 +21,11 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from pydantic import SecretStr
 
-from bot import render
 from bot.adapters.discord import DiscordBot, build_bot, serve
 from bot.answer import Answer, Quote
 from bot.briefing import Briefing
 from bot.errors import ConfigError
+from bot.render import discord as render
 from tests.conftest import SEED_MANIFEST, SEED_TEXT
 from tests.fakes.discord_server import (
     APP_ID,

@@ -32,7 +32,7 @@ from bot.adapters.telegram_send import Outcome, TelegramSender
 from bot.briefing import Briefing
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.render import NOT_ANSWERED_TEXT, TELEGRAM_TEXT, split_message, telegram_context
+from bot.render.telegram import NOT_ANSWERED_TEXT, TELEGRAM_TEXT, split_message, telegram_context
 from tests.adapters.conftest import ADMIN, USER, RunningBot, running_bot
 from tests.conftest import SEED_MANIFEST, SEED_TEXT
 from tests.fakes.telegram_server import DEFAULT_TOKEN, FakeTelegramServer, SentMessage, check_text, utf16_len

@@ -1,0 +1,17 @@
+"""Rendering: one neutral Answer (or list of sources) -> what a user reads, once per platform.
+
+The core returns data; the words are chosen here. One module per platform, so that importing the
+terminal renderer does not import aiogram (seconds of start-up for every `briefbot ask`):
+`bot.render.terminal`, `bot.render.telegram`, `bot.render.discord`.
+"""
+
+from __future__ import annotations
+
+from bot.answer import Quote
+
+NOT_ANSWERED_TEXT = "I could not find an answer to that in the sources."
+
+
+def citation(quote: Quote) -> str:
+    """'Title, ¶3': where a quote comes from."""
+    return f"{quote.title}, ¶{quote.paragraph}"
