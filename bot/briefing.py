@@ -16,12 +16,13 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.answer import Answer, extract
+from bot.answer import Answer, Quote, extract
 from bot.config import Settings
 from bot.embed import Embedder, UseEmbedder
 from bot.errors import InputError, SourceError
 from bot.index import Index, ProgressFn, build, indexed_at
 from bot.llm import LLM, improve
+from bot.segment import Paragraph
 from bot.sources import (
     SOURCE_ID,
     Document,
@@ -168,6 +169,20 @@ class Briefing:
                 spec = SourceSpec(spec.id, spec.title, spec.lang, target, spec.url, spec.feed)
             copied.append(spec)
         return copied
+
+    def context(self, quote: Quote) -> Paragraph | None:
+        """The paragraph a quote was taken from, if its source still holds exactly that text."""
+        index = self.index
+        for number, document in enumerate(index.documents):
+            if document.id != quote.source:
+                continue
+            paragraphs = index.paragraphs_of[number]
+            if not 0 < quote.paragraph <= len(paragraphs):
+                return None
+            paragraph = paragraphs[quote.paragraph - 1]
+            inside = paragraph.start <= quote.start and quote.end <= paragraph.end
+            return paragraph if inside and document.text[quote.start : quote.end] == quote.text else None
+        return None
 
     # ---- questions ---------------------------------------------------------------------------
     def ask(self, question: str) -> Answer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from bot.briefing import Briefing
 from bot.config import Settings
 from bot.errors import BriefbotError, InputError
 from bot.index import ProgressFn
+from bot.logs import setup_logging
 
 app = typer.Typer(
     help="Briefbot: answers questions about its sources with verbatim, cited quotes.",
@@ -43,13 +43,7 @@ def _setup(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
 ) -> None:
     settings = Settings()
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "httpcore", "bm25s", "aiogram.event", "discord.gateway"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(settings, verbose)
     from bot.llm import from_settings
 
     state.settings = settings

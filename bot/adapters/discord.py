@@ -38,6 +38,7 @@ from discord.http import Route
 from bot.briefing import UPLOAD_SUFFIXES, Briefing
 from bot.config import Settings
 from bot.errors import BriefbotError, ConfigError, InputError, SourceError
+from bot.logs import redact_in_logs
 from bot.render import discord as render
 from bot.render.discord import DiscordMessage
 from bot.sources import MAX_SOURCE_BYTES
@@ -333,7 +334,6 @@ def _api_base(base: str | None) -> Iterator[None]:
 async def serve(bot: DiscordBot) -> None:
     """Log in, register the commands and stay connected until the bot is closed."""
     token = check_config(bot.settings)
-    from bot.adapters.telegram_run import redact_in_logs  # the same redaction for every secret in logs
 
     redact_in_logs(token)
     async with bot:

@@ -22,12 +22,10 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.formatting import Text
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.answer import Answer, Quote
+from bot.answer import Answer
 from bot.briefing import Briefing
 from bot.config import Settings
-from bot.index import Index
 from bot.render import telegram as render
-from bot.segment import Paragraph
 
 if TYPE_CHECKING:
     from bot.adapters.telegram import BotStats
@@ -170,7 +168,7 @@ def questions_router() -> Router:
             return
         await sender.call(bot, query.answer())
         quote = answer.quotes[callback_data.quote]
-        paragraph = await asyncio.to_thread(lambda: paragraph_of(briefing.index, quote))
+        paragraph = await asyncio.to_thread(briefing.context, quote)
         parts = (
             render.telegram_context(quote, paragraph.text, paragraph.start)
             if paragraph is not None
@@ -222,17 +220,3 @@ def answer_keyboard(key: int, answer: Answer, quotes: Iterable[int], more: int =
         builder.row()
         builder.button(text=f"More quotes ({more})", callback_data=AnswerAction(action="more", key=key))
     return builder.as_markup() if builder.buttons else None
-
-
-def paragraph_of(index: Index, quote: Quote) -> Paragraph | None:
-    """The paragraph a quote was taken from, if its source still holds exactly that text."""
-    for number, document in enumerate(index.documents):
-        if document.id != quote.source:
-            continue
-        paragraphs = index.paragraphs_of[number]
-        if not 0 < quote.paragraph <= len(paragraphs):
-            return None
-        paragraph = paragraphs[quote.paragraph - 1]
-        inside = paragraph.start <= quote.start and quote.end <= paragraph.end
-        return paragraph if inside and document.text[quote.start : quote.end] == quote.text else None
-    return None

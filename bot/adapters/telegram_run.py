@@ -27,33 +27,9 @@ from bot.adapters.telegram import build_dispatcher
 from bot.briefing import Briefing
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.logs import redact_in_logs
 
 log = logging.getLogger(__name__)
-
-
-class RedactSecret(logging.Filter):
-    """Replaces a secret (the bot token) in log messages and tracebacks with '<redacted>'."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "<redacted>"), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text and self.secret in record.exc_text:
-            record.exc_text = record.exc_text.replace(self.secret, "<redacted>")
-        return True
-
-
-def redact_in_logs(secret: str) -> None:
-    """Install RedactSecret on every handler of the root logger (records of all loggers pass there)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactSecret) and f.secret == secret for f in handler.filters):
-            handler.addFilter(RedactSecret(secret))
 
 
 def check_config(settings: Settings) -> None:

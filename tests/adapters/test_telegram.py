@@ -27,11 +27,12 @@ from pydantic import SecretStr
 
 from bot.adapters.telegram import build_dispatcher
 from bot.adapters.telegram_questions import AnswerCache
-from bot.adapters.telegram_run import RedactSecret, serve, serve_webhook
+from bot.adapters.telegram_run import serve, serve_webhook
 from bot.adapters.telegram_send import Outcome, TelegramSender
 from bot.briefing import Briefing
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.logs import RedactSecret
 from bot.render.telegram import NOT_ANSWERED_TEXT, TELEGRAM_TEXT, split_message, telegram_context
 from tests.adapters.conftest import ADMIN, USER, RunningBot, running_bot
 from tests.conftest import SEED_MANIFEST, SEED_TEXT
