@@ -235,9 +235,9 @@ class Digester:
     index: Callable[[], Index]  # the current index (Briefing.index); called in a worker thread
     per_source: int = 3
     max_chars: int = 3500
-    _known: set[tuple[str, str]] = field(default_factory=set)
-    _hashes: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
-    _cache: dict[tuple[Any, ...], Digest | None] = field(default_factory=dict)
+    _known: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
+    _hashes: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict, init=False, repr=False)
+    _cache: dict[tuple[Any, ...], Digest | None] = field(default_factory=dict, init=False, repr=False)
 
     async def current(self) -> Index:
         """The current index, with its versions recorded in the store."""

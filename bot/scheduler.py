@@ -12,6 +12,7 @@ a bot that was down for three days sends one digest, not three.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Iterable
@@ -247,6 +248,8 @@ class DigestScheduler:
         self.clock = clock or SystemClock()
         self.grace = grace
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        # thousands of jobs due at 08:00 queue here instead of crowding the database (SQLite: one writer)
+        self._slots = asyncio.Semaphore(4)
 
     async def start(self) -> None:
         """Rebuild the jobs from the subscriptions table, start, and send what was missed."""
@@ -299,7 +302,8 @@ class DigestScheduler:
         if fire is None or fire < subscription.created_at:
             return None
         period = period_key(fire, subscription.timezone)
-        row = await self.enqueuer.enqueue(subscription, period, now=now)
+        async with self._slots:
+            row = await self.enqueuer.enqueue(subscription, period, now=now)
         if row is not None:
             log.info("digest %s for subscription %d enqueued", period, subscription.id)
         return row

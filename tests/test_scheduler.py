@@ -276,3 +276,18 @@ async def test_apscheduler_runs_the_job_and_it_enqueues_the_due_period(store: St
         assert await store.has_period(s.id, "2026-03-02T08:00@UTC")
     finally:
         scheduler.shutdown()
+
+
+async def test_many_jobs_due_at_once_all_enqueue_on_sqlite(store: Store) -> None:
+    index = fake_index(document("news", "The council met on Monday and approved the budget."))
+    clock = FakeClock(datetime(2026, 3, 2, 8, 0, 1, tzinfo=UTC))
+    subs = [
+        await store.subscribe(
+            "telegram", str(i), schedule_kind="daily", schedule_expr="08:00", timezone="UTC", now=START
+        )
+        for i in range(300)
+    ]
+    scheduler = DigestScheduler(store, Digester(store, lambda: index), clock=clock)
+    results = await asyncio.gather(*(scheduler.fire(s.id) for s in subs))  # as APScheduler would at 08:00
+    assert all(r is not None for r in results)
+    assert await store.outbox_counts() == {PENDING: 300}
