@@ -25,6 +25,7 @@ typecheck: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check bot tests bench
+	$(BIN)/mypy bot
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from bot.briefing import Briefing
 from bot.config import Settings
@@ -57,7 +57,7 @@ def indexing_progress(console: Console) -> Iterator[ProgressFn]:
         TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("sentences"),
         TimeRemainingColumn(), console=console, transient=True,
     )
-    task: list[int] = []
+    task: list[TaskID] = []
 
     def update(done: int, total: int) -> None:
         if not task:

@@ -47,6 +47,7 @@ GONE_MARKERS = (
     "peer_id_invalid",
     "group chat was deactivated",
     "bot was kicked",
+    "bot was blocked",
     "not enough rights to send",
     "have no rights to send",
     "need administrator rights",

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 from aiogram import Bot
-from aiogram.exceptions import (
-    TelegramAPIError,
-    TelegramBadRequest,
-    TelegramForbiddenError,
-    TelegramMigrateToChat,
-    TelegramNetworkError,
-    TelegramNotFound,
-    TelegramRetryAfter,
-    TelegramServerError,
-)
+from aiogram.exceptions import TelegramAPIError, TelegramMigrateToChat, TelegramRetryAfter
 from aiogram.utils.formatting import BlockQuote, Bold, Italic, Text, sizeof
 
+from bot.adapters.telegram_send import Outcome, classify
 from bot.delivery import PermanentSendError, RecipientGone, RetryAfter, Target, TransientSendError
 from bot.digest import Digest
 
 TELEGRAM_LIMIT = 4096
-GONE_HINTS = ("chat not found", "user is deactivated", "bot was kicked", "bot was blocked", "not a member",
-              "have no rights to send", "need administrator rights", "channel_private", "peer_id_invalid")
 
 
 def digest_message(digest: Digest, limit: int = TELEGRAM_LIMIT) -> Text:
@@ -59,15 +49,12 @@ class TelegramDigestSender:
             )
         except TelegramRetryAfter as exc:
             raise RetryAfter(exc.retry_after, str(exc)) from exc
-        except TelegramForbiddenError as exc:
-            raise RecipientGone(exc.message) from exc
         except TelegramMigrateToChat as exc:
             raise RecipientGone(f"migrated to {exc.migrate_to_chat_id}") from exc
-        except (TelegramBadRequest, TelegramNotFound) as exc:
-            if any(hint in exc.message.lower() for hint in GONE_HINTS):
-                raise RecipientGone(exc.message) from exc
-            raise PermanentSendError(exc.message) from exc
-        except (TelegramNetworkError, TelegramServerError) as exc:
-            raise TransientSendError(str(exc)) from exc
         except TelegramAPIError as exc:
-            raise PermanentSendError(str(exc)) from exc
+            outcome = classify(exc)  # one classification for answers and digests alike
+            if outcome is Outcome.GONE:
+                raise RecipientGone(exc.message) from exc
+            if outcome is Outcome.RETRY:
+                raise TransientSendError(str(exc)) from exc
+            raise PermanentSendError(exc.message) from exc
