@@ -16,7 +16,7 @@ import numpy as np
 from bot.index import Hit, Index
 
 ABSTAIN_BELOW = 0.25  # fused score of the best passage under which the sources do not answer ...
-ANCHOR_LEXICAL = 0.45  # ... unless about one rare question word (a name, a term) was found in a passage
+ANCHOR_LEXICAL = 0.3  # ... unless a rare question word (a name, a year, a term) was found in a passage
 COVERED_FLOOR = 0.15  # ... or every content word of the question is in the sources ("Who is Tokayev?")
 KEEP_RATIO = 0.5  # further quotes must score at least this share of the best one
 MERGE_RATIO = 0.85  # a neighbour this close to its sentence's score joins the passage
