@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -58,27 +59,33 @@ class AskPool:
 
 
 class AnswerCache:
-    """Recent answers by a short key, so inline buttons (64 bytes of data) can refer to them."""
+    """Recent answers by a random key bound to their chat, so inline buttons (64 bytes) can refer to them.
+
+    Keys are unguessable and never reused across restarts, and an answer is only given back to the
+    chat it was sent to: a stale or forged button cannot show another chat's answer.
+    """
 
     def __init__(self, size: int = 2000) -> None:
         self._size = size
-        self._answers: OrderedDict[int, Answer] = OrderedDict()
-        self._expanded: set[int] = set()
-        self._next = 1
+        self._answers: OrderedDict[str, tuple[int, Answer]] = OrderedDict()
+        self._expanded: set[str] = set()
 
-    def put(self, answer: Answer) -> int:
-        """Keep an answer; returns its key. The oldest answers are forgotten."""
-        key, self._next = self._next, self._next + 1
-        self._answers[key] = answer
+    def put(self, answer: Answer, chat_id: int) -> str:
+        """Keep an answer sent to chat_id; returns its key. The oldest answers are forgotten."""
+        key = secrets.token_urlsafe(9)  # 12 characters: fits a button's 64 bytes of callback data
+        self._answers[key] = (chat_id, answer)
         while len(self._answers) > self._size:
             self._expanded.discard(self._answers.popitem(last=False)[0])
         return key
 
-    def get(self, key: int) -> Answer | None:
-        """The answer under key, or None when it was forgotten (or the bot restarted)."""
-        return self._answers.get(key)
+    def get(self, key: str, chat_id: int) -> Answer | None:
+        """The answer under key for this chat; None when forgotten, from a restart, or another chat's."""
+        found = self._answers.get(key)
+        if found is None or found[0] != chat_id:
+            return None
+        return found[1]
 
-    def expand(self, key: int) -> bool:
+    def expand(self, key: str) -> bool:
         """True the first time an answer's further quotes are asked for, False after that."""
         if key in self._expanded:
             return False
@@ -90,7 +97,7 @@ class AnswerAction(CallbackData, prefix="a"):
     """An inline button under an answer: 'more' quotes, or a quote's paragraph in 'ctx'."""
 
     action: str
-    key: int
+    key: str
     quote: int = 0
 
 
@@ -141,7 +148,8 @@ def questions_router() -> Router:
         query: CallbackQuery, callback_data: AnswerAction, bot: Bot, sender: TelegramSender,
         answers: AnswerCache, settings: Settings,
     ) -> None:
-        answer = answers.get(callback_data.key)
+        chat_id = query.message.chat.id if query.message is not None else None
+        answer = answers.get(callback_data.key, chat_id) if chat_id is not None else None
         if answer is None or not isinstance(query.message, Message):
             await sender.call(bot, query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True))
             return
@@ -162,7 +170,8 @@ def questions_router() -> Router:
         query: CallbackQuery, callback_data: AnswerAction, bot: Bot, sender: TelegramSender,
         answers: AnswerCache, briefing: Briefing,
     ) -> None:
-        answer = answers.get(callback_data.key)
+        chat_id = query.message.chat.id if query.message is not None else None
+        answer = answers.get(callback_data.key, chat_id) if chat_id is not None else None
         if answer is None or not isinstance(query.message, Message) or callback_data.quote >= len(answer.quotes):
             await sender.call(bot, query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True))
             return
@@ -195,7 +204,7 @@ async def reply_answer(
     answer = await ask_pool.ask(briefing, question)
     stats.count(answer)
     shown = settings.telegram_quotes_shown
-    key = answers.put(answer)
+    key = answers.put(answer, message.chat.id)
     buttons = range(min(shown, len(answer.quotes)))
     more = len(answer.quotes) - shown
     await sender.send(
@@ -205,7 +214,7 @@ async def reply_answer(
     )
 
 
-def answer_keyboard(key: int, answer: Answer, quotes: Iterable[int], more: int = 0) -> InlineKeyboardMarkup | None:
+def answer_keyboard(key: str, answer: Answer, quotes: Iterable[int], more: int = 0) -> InlineKeyboardMarkup | None:
     """Buttons under an answer: each shown quote's paragraph in context, and 'More quotes' if any."""
     if not answer.answered:
         return None

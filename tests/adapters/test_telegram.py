@@ -565,3 +565,21 @@ async def test_serve_reports_a_refused_token_and_an_unreachable_server(seed_brie
         await serve(Briefing(unreachable, seed_briefing.embedder))
     with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN is not set"):
         await serve(Briefing(Settings(), seed_briefing.embedder))
+
+
+async def test_a_button_forged_in_another_chat_says_expired_not_the_quotes(tg: RunningBot) -> None:
+    [theirs] = await tg.say(QUESTION)  # USER's answer, with its buttons
+    other = 2002
+    [mine] = await tg.say(UNANSWERABLE, user_id=other)
+    mark = tg.server.mark()
+    queries = [
+        tg.server.push_callback(mine, button["callback_data"], user_id=other)  # another chat's button data
+        for button in theirs.buttons()
+    ]
+    queries.append(tg.server.push_callback(mine, "a:more:1:0", user_id=other))  # a guessed key
+    await tg.server.wait_for(
+        lambda: set(queries) <= {a["callback_query_id"] for a in tg.server.callback_answers}
+    )
+    answers = [a for a in tg.server.callback_answers if a["callback_query_id"] in queries]
+    assert [a["text"] for a in answers] == [TELEGRAM_TEXT["expired"]] * len(queries)
+    assert tg.server.sent_to(other, since=mark) == []
