@@ -78,8 +78,27 @@ async def serve(
         except TelegramUnauthorizedError:
             raise ConfigError("Telegram refused the bot token (401 Unauthorized): check TELEGRAM_BOT_TOKEN") from None
         except TelegramNetworkError as exc:
-            where = settings.telegram_api_base or "api.telegram.org"
-            raise ConfigError(f"cannot reach the Telegram Bot API at {where}: {exc.message}") from None
+            # exc.message may hold the request URL, and with it the token: name only the host and the kind
+            where = api_host(settings.telegram_api_base)
+            raise ConfigError(f"cannot reach the Telegram Bot API at {where} ({network_error_kind(exc)})") from None
+
+
+def api_host(base: str | None) -> str:
+    """The host (and port) of TELEGRAM_API_BASE, safe to show: no credentials, no path."""
+    if not base:
+        return "api.telegram.org"
+    try:
+        parts = urlsplit(base)
+        host = parts.hostname or "an invalid address"
+        return f"{host}:{parts.port}" if parts.port else host
+    except ValueError:
+        return "an invalid address"
+
+
+def network_error_kind(exc: TelegramNetworkError) -> str:
+    """The name of the network error behind a TelegramNetworkError (never its text, which has the URL)."""
+    cause = exc.__cause__
+    return type(cause if cause is not None else exc).__name__
 
 
 async def serve_polling(dp: Dispatcher, bot: Bot, **kwargs: Any) -> None:

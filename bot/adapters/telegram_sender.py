@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramMigrateToChat, TelegramRetryAfter
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+)
 from aiogram.utils.formatting import BlockQuote, Bold, Italic, Text, sizeof
 
 from bot.adapters.telegram_send import Outcome, classify
@@ -34,6 +39,17 @@ def chat_ref(chat_id: str) -> int | str:
     return int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id
 
 
+def error_text(exc: TelegramAPIError) -> str:
+    """A failure as stored in the outbox: Telegram's own description, never a network error's text.
+
+    A network error's text can hold the request URL, which contains the bot token.
+    """
+    if isinstance(exc, TelegramNetworkError):
+        cause = exc.__cause__
+        return f"{type(exc).__name__} ({type(cause).__name__})" if cause is not None else type(exc).__name__
+    return f"{type(exc).__name__}: {exc.message}"
+
+
 class TelegramDigestSender:
     """Sends digests through an aiogram Bot (whose session may point at any Bot API server)."""
 
@@ -56,5 +72,5 @@ class TelegramDigestSender:
             if outcome is Outcome.GONE:
                 raise RecipientGone(exc.message) from exc
             if outcome is Outcome.RETRY:
-                raise TransientSendError(str(exc)) from exc
+                raise TransientSendError(error_text(exc)) from exc
             raise PermanentSendError(exc.message) from exc

@@ -561,7 +561,7 @@ async def test_serve_reports_a_refused_token_and_an_unreachable_server(seed_brie
         with pytest.raises(ConfigError, match="401 Unauthorized"):
             await serve(Briefing(wrong, seed_briefing.embedder))
         unreachable = wrong.model_copy(update={"telegram_api_base": "http://127.0.0.1:9"})
-    with pytest.raises(ConfigError, match=r"cannot reach the Telegram Bot API at http://127\.0\.0\.1:9"):
+    with pytest.raises(ConfigError, match=r"Bot API at 127\.0\.0\.1:9 \(ClientConnectorError\)"):
         await serve(Briefing(unreachable, seed_briefing.embedder))
     with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN is not set"):
         await serve(Briefing(Settings(), seed_briefing.embedder))
@@ -583,3 +583,31 @@ async def test_a_button_forged_in_another_chat_says_expired_not_the_quotes(tg: R
     answers = [a for a in tg.server.callback_answers if a["callback_query_id"] in queries]
     assert [a["text"] for a in answers] == [TELEGRAM_TEXT["expired"]] * len(queries)
     assert tg.server.sent_to(other, since=mark) == []
+
+
+async def test_a_mistyped_api_base_is_reported_without_the_token(seed_briefing: Briefing) -> None:
+    token = "123456:SECRET-token-value"
+    for base in ("ftp://api.example.org/tg", "http://user:pw@127.0.0.1:9/some/path"):
+        settings = seed_briefing.settings.model_copy(
+            update={"telegram_bot_token": SecretStr(token), "telegram_api_base": base}
+        )
+        with pytest.raises(ConfigError) as raised:
+            await serve(Briefing(settings, seed_briefing.embedder))
+        text = str(raised.value)
+        assert text.startswith("cannot reach the Telegram Bot API at ")
+        assert "SECRET" not in text and "123456" not in text and "/" not in text and "pw" not in text
+
+
+async def test_a_network_failure_in_the_outbox_holds_no_token() -> None:
+    from aiogram.client.telegram import TelegramAPIServer
+
+    from bot.adapters.telegram_sender import TelegramDigestSender
+    from bot.delivery import Target, TransientSendError
+    from bot.digest import Digest
+
+    token = "123456:SECRET-token-value"
+    session = AiohttpSession(api=TelegramAPIServer.from_base("ftp://api.example.org"))
+    async with Bot(token, session=session) as bot:
+        with pytest.raises(TransientSendError) as raised:
+            await TelegramDigestSender(bot).send(Target("telegram", "42"), Digest(sections=(), new=True))
+    assert "SECRET" not in str(raised.value) and "NonHttpUrlClientError" in str(raised.value)
