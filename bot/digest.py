@@ -8,7 +8,8 @@ nothing, an edited one only its edited or added sentences, and a first digest th
 From that material a section picks its most central sentences (cosine to the centroid of the new
 sentences' unit embeddings) and avoids repeating itself with maximal marginal relevance; the picks
 are quoted verbatim, in document order, with paragraph and character offsets. The whole digest is
-kept within `max_chars` so it fits one platform message.
+kept within `max_chars` so it fits one platform message; a source whose section is left out for
+that stays unseen in the subscriber's state, so its changes come in the next digest.
 
 `Digester` ties this to the store: `enqueue(subscription, period)` writes the outbox row and the
 subscriber's new state in one transaction; the CPU work runs in a thread.
@@ -125,6 +126,19 @@ def build_digest(
     `seen_sentences` holds the sentence hashes of the seen versions; a source whose seen version is
     unknown counts as new. With `force`, unchanged sources give a digest of their current state.
     """
+    return draft_digest(index, seen, seen_sentences, per_source=per_source, max_chars=max_chars, force=force)[0]
+
+
+def draft_digest(
+    index: Index,
+    seen: Mapping[str, str],
+    seen_sentences: Mapping[str, frozenset[str]],
+    *,
+    per_source: int = 3,
+    max_chars: int = 3500,
+    force: bool = False,
+) -> tuple[Digest | None, frozenset[str]]:
+    """`build_digest`, and the sources whose new material did not fit max_chars (left for next time)."""
     by_doc: dict[int, list[int]] = {}
     for u, unit in enumerate(index.units):
         by_doc.setdefault(unit.doc, []).append(u)
@@ -142,10 +156,17 @@ def build_digest(
         sections = [
             s for d in range(len(index.documents)) if (s := _section(index, d, by_doc.get(d, []), per_source))
         ]
-    if not sections:
-        return None
     trimmed = _fit(sections, max_chars)
-    return Digest(tuple(trimmed), new) if trimmed else None
+    kept = {s.source for s in trimmed}
+    left_out = frozenset(s.source for s, _ in sections if s.source not in kept)
+    return (Digest(tuple(trimmed), new) if trimmed else None), left_out
+
+
+def now_seen(index: Index, seen: Mapping[str, str], left_out: frozenset[str]) -> dict[str, str]:
+    """A subscriber's state after a digest: the current versions, except the sources left out."""
+    state = {d.id: d.content_hash for d in index.documents if d.id not in left_out}
+    state.update({s: seen[s] for s in left_out if s in seen})
+    return state
 
 
 def _section(index: Index, d: int, units: list[int], k: int) -> tuple[Section, list[float]] | None:
@@ -203,7 +224,7 @@ def _size(section: Section) -> int:
 def _fit(sections: list[tuple[Section, list[float]]], max_chars: int) -> list[Section]:
     """Drop the least central quotes (then empty sections) until the digest fits max_chars."""
     quotes = [list(zip(s.quotes, scores, strict=True)) for s, scores in sections]
-    while sum(_size(_rebuild(s, q)) for (s, _), q in zip(sections, quotes, strict=True)) > max_chars:
+    while sum(_size(_rebuild(s, q)) for (s, _), q in zip(sections, quotes, strict=True) if q) > max_chars:
         # the section with most quotes gives up its least central one
         j = max(range(len(quotes)), key=lambda i: (len(quotes[i]), -i))
         if not quotes[j]:
@@ -237,7 +258,9 @@ class Digester:
     max_chars: int = 3500
     _known: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
     _hashes: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict, init=False, repr=False)
-    _cache: dict[tuple[Any, ...], Digest | None] = field(default_factory=dict, init=False, repr=False)
+    _cache: dict[tuple[Any, ...], tuple[Digest | None, frozenset[str]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     async def current(self) -> Index:
         """The current index, with its versions recorded in the store."""
@@ -251,33 +274,38 @@ class Digester:
             self._known |= known
         return index
 
-    async def build(self, index: Index, seen: Mapping[str, str], force: bool = False) -> Digest | None:
-        """The digest for a subscriber that saw `seen` (computed once per distinct state)."""
+    async def draft(
+        self, index: Index, seen: Mapping[str, str], force: bool = False
+    ) -> tuple[Digest | None, frozenset[str]]:
+        """`draft_digest` for a subscriber that saw `seen` (computed once per distinct state)."""
         key = (tuple((d.id, d.content_hash) for d in index.documents), frozenset(seen.items()), force)
         if key in self._cache:
             return self._cache[key]
         missing = [k for k in seen.items() if k not in self._hashes]
         self._hashes.update(await self.store.version_hashes(missing))
         seen_sentences = {s: self._hashes[(s, h)] for s, h in seen.items() if (s, h) in self._hashes}
-        digest = await asyncio.to_thread(
-            build_digest, index, dict(seen), seen_sentences,
+        result = await asyncio.to_thread(
+            draft_digest, index, dict(seen), seen_sentences,
             per_source=self.per_source, max_chars=self.max_chars, force=force,
         )
         if len(self._cache) > 256:
             self._cache.clear()
-        self._cache[key] = digest
-        return digest
+        self._cache[key] = result
+        return result
 
     async def enqueue(
         self, subscription: Subscription, period: str, *, force: bool = False, now: datetime | None = None
     ) -> int | None:
-        """Write the (subscription, period) digest to the outbox; None if that period exists already."""
+        """Write the (subscription, period) digest to the outbox; None if that period exists already.
+
+        The subscriber's new state marks as seen only the sources in the digest (and those with
+        nothing new): a source whose section did not fit the message comes in the next digest.
+        """
         index = await self.current()
-        state = {d.id: d.content_hash for d in index.documents}
 
         async def fill(seen: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
-            digest = await self.build(index, seen, force)
-            return (digest.to_dict() if digest else None), state
+            digest, left_out = await self.draft(index, seen, force)
+            return (digest.to_dict() if digest else None), now_seen(index, seen, left_out)
 
         return await self.store.create_digest(subscription.id, period, fill, now)
 

@@ -16,7 +16,7 @@ from bot.index import Index, build
 from bot.sources import Document
 from bot.store import EMPTY, SENT, Store
 from tests.conftest import SEED_TEXT
-from tests.digest_support import RecordingSender, open_store
+from tests.digest_support import RecordingSender, document, fake_index, open_store
 
 FAST = Limits(global_rate=1000.0, per_chat_rate=1000.0, group_per_minute=1000)
 
@@ -145,3 +145,21 @@ async def test_a_changed_source_reaches_subscribers_as_only_its_changes(
     fresh = by_chat["2"][0]
     assert len([q for s in fresh.sections for q in s.quotes]) > 1
     assert_exact_spans(fresh, current[0])
+
+
+async def test_sources_left_out_to_fit_the_budget_come_in_the_next_digest(store: Store) -> None:
+    names = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+    index = fake_index(
+        *(document(name, f"The {name} council approved a new budget for its schools on Monday.") for name in names)
+    )
+    # room for two sections per message: each is about 40 + 5 + 63 + 12 characters
+    digester = Digester(store, lambda: index, per_source=1, max_chars=250)
+    sub = await store.subscribe("telegram", "1", schedule_kind="daily", schedule_expr="08:00", timezone="UTC")
+    sender = RecordingSender()
+    for day in range(1, 6):
+        await digester.enqueue(sub, f"2026-03-0{day}T08:00@UTC")
+        await Drainer(store, sender, limits=FAST).run(until_idle=True)
+    delivered = [s.source for _, digest, _ in sender.sent for s in digest.sections]
+    assert len(sender.sent) == 3 and all(len(d.sections) == 2 for _, d, _ in sender.sent)
+    assert sorted(delivered) == sorted(names)  # every source once: none lost, none repeated
+    assert await store.seen(sub.id) == {d.id: d.content_hash for d in index.documents}
