@@ -6,7 +6,8 @@
 are injected as workflow data, so a handler names what it needs (`briefing`, `settings`,
 `sender`, `answers`, `stats`, ...).
 
-A chat's updates are handled one after another (a per-chat lock), different chats concurrently;
+A chat's messages are handled one after another (a per-chat lock), different chats concurrently;
+button presses skip the queue, since Telegram wants them acknowledged within seconds;
 the core is synchronous, so it runs in a worker thread. Briefbot's own errors become user messages
 in one error handler; anything else gets a short apology and is logged with its traceback by
 aiogram, and the bot carries on with the next update.
@@ -34,6 +35,7 @@ from aiogram.types import (
     ErrorEvent,
     Message,
     TelegramObject,
+    Update,
 )
 from aiogram.utils.formatting import Text
 
@@ -88,6 +90,9 @@ class BotStats:
 class ChatOrder(BaseMiddleware):
     """One update at a time per chat, in arrival order (asyncio.Lock is FIFO); chats run concurrently.
 
+    Button presses (callback queries) are exempt: they must be acknowledged within a few seconds,
+    which a question being answered in the same chat could otherwise delay, and they need no order.
+
     aiogram's error middleware sits outside this one, so an error notice is sent just after the
     chat's lock is released: before the next answer in practice (that one needs the core first),
     though not strictly guaranteed.
@@ -108,7 +113,7 @@ class ChatOrder(BaseMiddleware):
             self._in_flight.add(task)
         try:
             chat = data.get("event_chat")
-            if chat is None:
+            if chat is None or (isinstance(event, Update) and event.callback_query is not None):
                 return await handler(event, data)
             lock = self._locks.get(chat.id)
             if lock is None:

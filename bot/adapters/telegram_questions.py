@@ -8,6 +8,7 @@ in `AnswerCache`, so the buttons under an answer (64 bytes of callback data) can
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from collections import OrderedDict
@@ -17,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType, MessageEntityType
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import BaseFilter, Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
+from aiogram.methods import TelegramMethod
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.formatting import Text
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from bot.adapters.telegram import BotStats
     from bot.adapters.telegram_send import TelegramSender
 
+log = logging.getLogger(__name__)
 
 class AskPool:
     """Runs the core's CPU-bound `ask` on a few worker threads, so the event loop stays free.
@@ -151,9 +155,9 @@ def questions_router() -> Router:
         chat_id = query.message.chat.id if query.message is not None else None
         answer = answers.get(callback_data.key, chat_id) if chat_id is not None else None
         if answer is None or not isinstance(query.message, Message):
-            await sender.call(bot, query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True))
+            await harmless(sender, bot, query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True))
             return
-        await sender.call(bot, query.answer())
+        await harmless(sender, bot, query.answer())
         if not answers.expand(callback_data.key):
             return  # a second tap before the button disappeared
         shown = settings.telegram_quotes_shown
@@ -163,7 +167,7 @@ def questions_router() -> Router:
             reply_to=query.message.message_id,
         )
         first = answer_keyboard(callback_data.key, answer, range(min(shown, len(answer.quotes))))
-        await sender.call(bot, query.message.edit_reply_markup(reply_markup=first))
+        await harmless(sender, bot, query.message.edit_reply_markup(reply_markup=first))
 
     @router.callback_query(AnswerAction.filter(F.action == "ctx"))
     async def context(
@@ -173,9 +177,9 @@ def questions_router() -> Router:
         chat_id = query.message.chat.id if query.message is not None else None
         answer = answers.get(callback_data.key, chat_id) if chat_id is not None else None
         if answer is None or not isinstance(query.message, Message) or callback_data.quote >= len(answer.quotes):
-            await sender.call(bot, query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True))
+            await harmless(sender, bot, query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True))
             return
-        await sender.call(bot, query.answer())
+        await harmless(sender, bot, query.answer())
         quote = answer.quotes[callback_data.quote]
         paragraph = await asyncio.to_thread(briefing.context, quote)
         parts = (
@@ -194,6 +198,14 @@ def questions_router() -> Router:
         await sender.send(bot, message.chat.id, [Text(render.TELEGRAM_TEXT["text_only"])])
 
     return router
+
+
+async def harmless(sender: TelegramSender, bot: Bot, method: TelegramMethod[Any]) -> None:
+    """A call whose 400 does not matter (a late button acknowledgement, an unchanged keyboard): logged at debug."""
+    try:
+        await sender.call(bot, method)
+    except TelegramBadRequest as exc:
+        log.debug("%s refused (harmless): %s", method.__api_method__, exc.message)
 
 
 async def reply_answer(

@@ -611,3 +611,45 @@ async def test_a_network_failure_in_the_outbox_holds_no_token() -> None:
         with pytest.raises(TransientSendError) as raised:
             await TelegramDigestSender(bot).send(Target("telegram", "42"), Digest(sections=(), new=True))
     assert "SECRET" not in str(raised.value) and "NonHttpUrlClientError" in str(raised.value)
+
+
+async def test_a_refused_button_acknowledgement_is_harmless(
+    tg: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    [reply] = await tg.say(QUESTION)
+    too_old = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+    tg.server.fail_next("answerCallbackQuery", error_code=400, description=too_old)
+    tg.server.fail_next("editMessageReplyMarkup", error_code=400, description="Bad Request: message is not modified")
+    [more] = await tg.press(reply, "More quotes")
+    assert len(quotes_of(more)) == 2
+    await tg.server.wait_for(lambda: len(tg.server.failures) == 2)
+    [context] = await tg.press(reply, "¶")  # and the bot carries on
+    assert quotes_of(context)
+    assert all(m.text != TELEGRAM_TEXT["apology"] for m in tg.server.sent_to(USER))
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_button_is_answered_while_its_chat_waits_for_an_answer(seed_briefing: Briefing) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    class Slow:
+        """The seed briefing, except that one question takes until the test releases it."""
+
+        settings = seed_briefing.settings
+
+        def ask(self, question: str):  # type: ignore[no-untyped-def]
+            if question == "slow":
+                started.set()
+                release.wait(20)
+            return seed_briefing.ask(question)
+
+    async with running_bot(Slow()) as tg:  # type: ignore[arg-type]
+        [reply] = await tg.say(QUESTION)
+        tg.server.push_message("slow", user_id=USER)
+        try:
+            assert await asyncio.to_thread(started.wait, 10)
+            [more] = await tg.press(reply, "More quotes")  # same chat, while "slow" holds its turn
+            assert len(quotes_of(more)) == 2 and not release.is_set()
+        finally:
+            release.set()
+        await tg.server.wait_sent(3, chat_id=USER)
