@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.enums import ChatMemberStatus, ChatType
@@ -28,6 +28,9 @@ from bot.adapters.telegram_sender import TelegramDigestSender
 from bot.briefing import Briefing
 from bot.config import Settings
 from bot.subscriptions import DigestService, SubscriptionInfo
+
+if TYPE_CHECKING:
+    from bot.adapters.telegram_send import TelegramSender
 
 log = logging.getLogger(__name__)
 
@@ -118,50 +121,59 @@ def digest_router() -> Router:
             return None
         return str(message.chat.id), kind
 
-    async def reply(bot: Bot, message: Message, *parts: Any) -> None:
-        await bot.send_message(chat_id=message.chat.id, **Text(*parts).as_kwargs())
+    async def reply(sender: TelegramSender, bot: Bot, message: Message, *parts: Any) -> None:
+        await sender.send(bot, message.chat.id, [Text(*parts)])
 
     @router.message(Command("subscribe"))
     async def subscribe(
-        message: Message, command: CommandObject, bot: Bot, digests: DigestService, settings: Settings
+        message: Message, command: CommandObject, bot: Bot, digests: DigestService, settings: Settings,
+        sender: TelegramSender,
     ) -> None:
         words = (command.args or "").split()
         where = await target(message, words, bot, settings)
         if where is None:
-            await reply(bot, message, "Only an administrator of that chat (or of this bot) can do that.")
+            await reply(sender, bot, message, "Only an administrator of that chat (or of this bot) can do that.")
             return
         user = str(message.from_user.id) if message.from_user else None
         info = await digests.subscribe(where[0], words, chat_kind=where[1], created_by=user)
         prefix = f"{where[0]}: " if where[0] != str(message.chat.id) else ""
-        await reply(bot, message, prefix, describe(info))
+        await reply(sender, bot, message, prefix, describe(info))
 
     @router.message(Command("unsubscribe"))
     async def unsubscribe(
-        message: Message, command: CommandObject, bot: Bot, digests: DigestService, settings: Settings
+        message: Message, command: CommandObject, bot: Bot, digests: DigestService, settings: Settings,
+        sender: TelegramSender,
     ) -> None:
         where = await target(message, (command.args or "").split(), bot, settings)
         if where is None:
-            await reply(bot, message, "Only an administrator of that chat (or of this bot) can do that.")
+            await reply(sender, bot, message, "Only an administrator of that chat (or of this bot) can do that.")
             return
         done = await digests.unsubscribe(where[0])
-        await reply(bot, message, "Digests stopped." if done else "There was no subscription to stop.")
+        await reply(sender, bot, message, "Digests stopped." if done else "There was no subscription to stop.")
 
     @router.message(Command("subscription"))
     async def subscription(
-        message: Message, command: CommandObject, bot: Bot, digests: DigestService, settings: Settings
+        message: Message, command: CommandObject, bot: Bot, digests: DigestService, settings: Settings,
+        sender: TelegramSender,
     ) -> None:
         where = await target(message, (command.args or "").split(), bot, settings)
         info = await digests.info(where[0]) if where is not None else None
         if info is None:
-            await reply(bot, message, "No digest subscription here. Start one with ", Code("/subscribe 08:00"),
+            await reply(sender, bot, message, "No digest subscription here. Start one with ", Code("/subscribe 08:00"),
                         " (time and IANA zone, e.g. ", Code("/subscribe 07:30 Europe/Berlin"), ").")
             return
-        await reply(bot, message, describe(info))
+        await reply(sender, bot, message, describe(info))
 
     @router.message(Command("digest"))
-    async def digest(message: Message, digests: DigestService, bot: Bot) -> None:
-        queued = await digests.digest_now(str(message.chat.id), chat_kind=chat_kind(message.chat.type))
+    async def digest(
+        message: Message, digests: DigestService, bot: Bot, settings: Settings, sender: TelegramSender
+    ) -> None:
+        where = await target(message, [], bot, settings)  # as /subscribe: in groups, admins only
+        if where is None:
+            await reply(sender, bot, message, "Only an administrator of this chat (or of this bot) can do that.")
+            return
+        queued = await digests.digest_now(where[0], chat_kind=where[1])
         if not queued:
-            await reply(bot, message, "There are no sources to make a digest from.")
+            await reply(sender, bot, message, "There are no sources to make a digest from.")
 
     return router

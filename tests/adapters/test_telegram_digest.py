@@ -96,3 +96,17 @@ async def test_the_telegram_sender_maps_429_403_and_server_errors(tmp_path: Path
         assert [s.chat_id for s in await store.active_subscriptions()] == ["11", "13"]
     finally:
         await store.close()
+
+
+async def test_a_forced_digest_in_a_group_is_for_admins_only(tg: RunningBot) -> None:
+    group = {"chat_id": -100777, "chat_type": "supergroup"}
+    (refused,) = await tg.say("/digest", user_id=USER, **group)  # a member (the fake knows no chat admins)
+    assert "administrator" in refused.text and not refused.entity_texts("blockquote")
+    (digest,) = await tg.say("/digest", user_id=ADMIN, **group)
+    assert digest.entity_texts("blockquote")
+
+
+async def test_digest_command_replies_wait_out_flood_control(tg: RunningBot) -> None:
+    tg.server.fail_next("sendMessage", chat_id=USER, error_code=429, retry_after=1)
+    (none,) = await tg.say("/subscription")
+    assert "No digest subscription" in none.text
