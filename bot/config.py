@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     digest_quotes_per_source: int = 3
     digest_max_chars: int = 3500  # one Telegram message (4096) with room for titles
     digest_grace_hours: float = 12.0  # a digest missed while down is sent at start within this
+    digest_reconcile_minutes: float = 5.0  # jobs re-read from the table, failed enqueues retried
     delivery_rate_global: float = 25.0  # messages/s for the whole bot (Telegram: ~30)
     delivery_rate_per_chat: float = 1.0  # messages/s to one private chat
     delivery_group_per_minute: int = 20  # messages/min to one group or channel

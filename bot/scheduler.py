@@ -5,9 +5,11 @@ in UTC, so a job that fires twice, late, or on two instances names the same peri
 constraint keeps one row. The period is computed from the `Clock`, never from when APScheduler woke
 up, which is what lets tests drive schedules across DST changes with a fake clock.
 
-At start the jobs are rebuilt from the subscriptions table, and `catch_up` enqueues, per
-subscription, the latest period missed while the bot was down if it lies within the grace period:
-a bot that was down for three days sends one digest, not three.
+At start, and every few minutes after (`reconcile`), the jobs are rebuilt from the subscriptions
+table, so an instance picks up subscriptions made on another, and `catch_up` enqueues, per
+subscription, the latest period missed if it lies within the grace period: a bot that was down for
+three days sends one digest, not three, and a period whose job failed (the database was locked) is
+enqueued by the next reconcile.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.errors import InputError
 from bot.store import Subscription
@@ -36,6 +39,7 @@ _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _DAY_LIST = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
                        r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*$")
 RESOLUTION = timedelta(minutes=1)
+RECONCILE_JOB = "reconcile"
 EXAMPLES = "/subscribe 07:30 Europe/Berlin · /subscribe weekly mon 08:00 · /subscribe cron 0 8 * * 1-5"
 
 
@@ -242,33 +246,59 @@ class DigestScheduler:
         *,
         clock: Clock | None = None,
         grace: timedelta = timedelta(hours=12),
+        reconcile_every: timedelta = timedelta(minutes=5),
     ) -> None:
         self.subscriptions = subscriptions
         self.enqueuer = enqueuer
         self.clock = clock or SystemClock()
         self.grace = grace
+        self.reconcile_every = reconcile_every
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._schedules: dict[int, Schedule] = {}  # what each job was built from
+        self._done: dict[int, str] = {}  # the latest period known to have its outbox row
         # thousands of jobs due at 08:00 queue here instead of crowding the database (SQLite: one writer)
         self._slots = asyncio.Semaphore(4)
 
     async def start(self) -> None:
-        """Rebuild the jobs from the subscriptions table, start, and send what was missed."""
-        subs = await self.subscriptions.active_subscriptions()
-        for sub in subs:
-            self.add(sub)
+        """Rebuild the jobs from the subscriptions table, start, send what was missed, keep reconciling."""
+        self.scheduler.add_job(
+            self.reconcile,
+            IntervalTrigger(seconds=max(1, int(self.reconcile_every.total_seconds())), timezone=UTC),
+            id=RECONCILE_JOB,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+        )
         self.scheduler.start()
-        await self.catch_up(subs)
+        await self.reconcile()
 
     def shutdown(self) -> None:
         """Stop firing jobs."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
+    async def reconcile(self) -> int:
+        """Make the jobs match the active subscriptions, then enqueue what is due (idempotent).
+
+        Runs at start and every `reconcile_every`: it picks up subscriptions made or changed on other
+        instances, drops the jobs of ended ones, and re-enqueues a period whose job failed (e.g. the
+        database was locked), as long as it lies within the grace period.
+        """
+        subs = await self.subscriptions.active_subscriptions()
+        active = {sub.id for sub in subs}
+        for sub_id in [i for i in self._schedules if i not in active]:
+            self.remove(sub_id)
+        for sub in subs:
+            if self._schedules.get(sub.id) != Schedule.of(sub):
+                self.add(sub)
+        return await self.catch_up(subs)
+
     def add(self, subscription: Subscription) -> None:
         """Create or replace the job of a subscription."""
+        schedule = Schedule.of(subscription)
         self.scheduler.add_job(
             self.fire,
-            Schedule.of(subscription).trigger(),
+            schedule.trigger(),
             args=[subscription.id],
             id=_job_id(subscription.id),
             replace_existing=True,
@@ -276,9 +306,12 @@ class DigestScheduler:
             coalesce=True,
             max_instances=1,
         )
+        self._schedules[subscription.id] = schedule
 
     def remove(self, subscription_id: int) -> None:
         """Drop a subscription's job, if it has one."""
+        self._schedules.pop(subscription_id, None)
+        self._done.pop(subscription_id, None)
         if self.scheduler.get_job(_job_id(subscription_id)):
             self.scheduler.remove_job(_job_id(subscription_id))
 
@@ -302,18 +335,29 @@ class DigestScheduler:
         if fire is None or fire < subscription.created_at:
             return None
         period = period_key(fire, subscription.timezone)
+        if self._done.get(subscription.id) == period:
+            return None  # enqueued (here or elsewhere) already: spare the database
         async with self._slots:
             row = await self.enqueuer.enqueue(subscription, period, now=now)
+        self._done[subscription.id] = period
         if row is not None:
             log.info("digest %s for subscription %d enqueued", period, subscription.id)
         return row
 
     async def catch_up(self, subscriptions: list[Subscription] | None = None) -> int:
-        """Enqueue, once, each subscription's latest missed period within the grace period."""
+        """Enqueue, once, each subscription's latest missed period within the grace period.
+
+        A subscription whose enqueue fails is logged and left for the next reconcile; the others go on.
+        """
         subs = subscriptions if subscriptions is not None else await self.subscriptions.active_subscriptions()
         enqueued = 0
         for sub in subs:
-            if await self.run_due(sub) is not None:
+            try:
+                row = await self.run_due(sub)
+            except Exception:  # e.g. the database is locked: one subscription must not stop the others
+                log.exception("digest for subscription %d not enqueued; retried at the next reconcile", sub.id)
+                continue
+            if row is not None:
                 enqueued += 1
         return enqueued
 

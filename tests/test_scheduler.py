@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from bot.digest import Digester
 from bot.errors import InputError
@@ -39,6 +40,10 @@ class RecordingEnqueuer:
 
 def sub(sub_id: int, kind: str, expr: str, zone: str, created: datetime = START) -> Subscription:
     return Subscription(sub_id, "telegram", str(sub_id), "private", kind, expr, zone, True, created)
+
+
+def digest_jobs(scheduler: DigestScheduler) -> list[str]:
+    return sorted(job.id for job in scheduler.scheduler.get_jobs() if job.id.startswith("digest:"))
 
 
 @pytest.fixture
@@ -228,7 +233,7 @@ async def test_jobs_are_rebuilt_from_the_subscriptions_table(store: Store) -> No
     scheduler = DigestScheduler(store, Digester(store, lambda: index), grace=timedelta(minutes=1))
     await scheduler.start()
     try:
-        assert sorted(job.id for job in scheduler.scheduler.get_jobs()) == [f"digest:{a.id}", f"digest:{b.id}"]
+        assert digest_jobs(scheduler) == [f"digest:{a.id}", f"digest:{b.id}"]
         next_a = scheduler.next_run(a.id)
         next_b = scheduler.next_run(b.id)
         assert next_a is not None and (next_a.hour, next_a.minute) == (8, 0)
@@ -291,3 +296,75 @@ async def test_many_jobs_due_at_once_all_enqueue_on_sqlite(store: Store) -> None
     results = await asyncio.gather(*(scheduler.fire(s.id) for s in subs))  # as APScheduler would at 08:00
     assert all(r is not None for r in results)
     assert await store.outbox_counts() == {PENDING: 300}
+
+
+@dataclass
+class FlakyEnqueuer(RecordingEnqueuer):
+    """Fails the first `failures[subscription_id]` enqueues of a subscription, as a locked database would."""
+
+    failures: dict[int, int] = field(default_factory=dict)
+
+    async def enqueue(
+        self, subscription: Subscription, period: str, *, force: bool = False, now: datetime | None = None
+    ) -> int | None:
+        if self.failures.get(subscription.id, 0) > 0:
+            self.failures[subscription.id] -= 1
+            raise OperationalError("INSERT INTO outbox ...", {}, Exception("database is locked"))
+        return await super().enqueue(subscription, period, force=force, now=now)
+
+
+async def test_a_period_whose_enqueue_failed_is_enqueued_by_the_next_reconcile() -> None:
+    subs = [sub(1, "daily", "08:00", "UTC"), sub(2, "daily", "08:00", "UTC")]
+    clock = FakeClock(datetime(2026, 3, 2, 8, 0, 5, tzinfo=UTC))
+    enqueuer = FlakyEnqueuer(failures={1: 2})
+    scheduler = DigestScheduler(_Subs(subs), enqueuer, clock=clock, grace=timedelta(hours=1))
+    with pytest.raises(OperationalError):
+        await scheduler.fire(1)  # the job at 08:00 fails; APScheduler would log it and move on
+    clock.advance(minutes=5)
+    assert await scheduler.reconcile() == 1  # 1 fails again (logged), 2 is not held up by it
+    assert set(enqueuer.rows) == {(2, "2026-03-02T08:00@UTC")}
+    clock.advance(minutes=5)
+    assert await scheduler.reconcile() == 1
+    assert set(enqueuer.rows) == {(1, "2026-03-02T08:00@UTC"), (2, "2026-03-02T08:00@UTC")}
+    assert await scheduler.reconcile() == 0  # idempotent
+    clock.current = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    assert await scheduler.reconcile() == 0  # and beyond the grace period nothing is due
+
+
+async def test_reconcile_picks_up_subscriptions_made_or_ended_on_another_instance(store: Store) -> None:
+    index = fake_index(document("news", "The council met on Monday and approved the budget."))
+    clock = FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    a = await store.subscribe(
+        "telegram", "1", schedule_kind="daily", schedule_expr="08:00", timezone="UTC", now=clock.now()
+    )
+    c = await store.subscribe(
+        "telegram", "3", schedule_kind="daily", schedule_expr="08:00", timezone="UTC", now=clock.now()
+    )
+    scheduler = DigestScheduler(
+        store, Digester(store, lambda: index), clock=clock, grace=timedelta(hours=1),
+        reconcile_every=timedelta(minutes=2),
+    )
+    await scheduler.start()
+    try:
+        reconcile = scheduler.scheduler.get_job("reconcile")
+        assert reconcile is not None and reconcile.trigger.interval == timedelta(minutes=2)
+        assert digest_jobs(scheduler) == [f"digest:{a.id}", f"digest:{c.id}"]
+        # another instance: a subscription made, one ended, one moved to another time
+        b = await store.subscribe(
+            "telegram", "2", schedule_kind="daily", schedule_expr="09:30", timezone="UTC", now=START
+        )
+        await store.unsubscribe("telegram", "1")
+        await store.subscribe("telegram", "3", schedule_kind="weekly", schedule_expr="fri 17:45", timezone="UTC")
+        clock.current = datetime(2026, 3, 2, 9, 31, tzinfo=UTC)
+        reconcile.modify(next_run_time=datetime.now(UTC))  # let APScheduler run the reconcile now
+        scheduler.scheduler.wakeup()
+        for _ in range(200):
+            if await store.has_period(b.id, "2026-03-02T09:30@UTC"):
+                break
+            await asyncio.sleep(0.01)
+        assert await store.has_period(b.id, "2026-03-02T09:30@UTC")  # and its due digest caught up
+        assert digest_jobs(scheduler) == [f"digest:{c.id}", f"digest:{b.id}"]
+        next_c = scheduler.next_run(c.id)
+        assert next_c is not None and next_c.weekday() == 4 and (next_c.hour, next_c.minute) == (17, 45)
+    finally:
+        scheduler.shutdown()
