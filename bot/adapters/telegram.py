@@ -141,9 +141,11 @@ def basics_router() -> Router:
         await sender.send(bot, message.chat.id, render.telegram_start())
 
     @router.message(Command("help"))
-    async def help_(message: Message, bot: Bot, sender: TelegramSender, settings: Settings) -> None:
+    async def help_(
+        message: Message, bot: Bot, sender: TelegramSender, settings: Settings, commands: list[tuple[str, str]]
+    ) -> None:
         admin = ADMIN_COMMANDS if is_admin(message.from_user, settings) else []
-        await sender.send(bot, message.chat.id, render.telegram_help(COMMANDS, admin))
+        await sender.send(bot, message.chat.id, render.telegram_help(commands, admin))  # with the features' ones
 
     @router.message(Command("sources"))
     async def sources(message: Message, bot: Bot, sender: TelegramSender, briefing: Briefing) -> None:

@@ -110,3 +110,9 @@ async def test_digest_command_replies_wait_out_flood_control(tg: RunningBot) -> 
     tg.server.fail_next("sendMessage", chat_id=USER, error_code=429, retry_after=1)
     (none,) = await tg.say("/subscription")
     assert "No digest subscription" in none.text
+
+
+async def test_help_lists_the_digest_commands(tg: RunningBot) -> None:
+    (help_,) = await tg.say("/help")
+    listed = help_.entity_texts("bot_command")
+    assert {"/ask", "/sources", "/subscribe", "/unsubscribe", "/digest", "/subscription"} <= set(listed)
