@@ -15,20 +15,22 @@ enqueued by the next reconcile.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import String
 
 from bot.errors import InputError
-from bot.store import Subscription
+from bot.store import SUBSCRIPTIONS, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _DAY_LIST = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
                        r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*$")
 RESOLUTION = timedelta(minutes=1)
+MIN_INTERVAL = timedelta(hours=1)  # the most often a cron schedule may send a digest
+MAX_EXPR_CHARS = cast(String, SUBSCRIPTIONS.c.schedule_expr.type).length or 120
+MAX_ZONE_CHARS = cast(String, SUBSCRIPTIONS.c.timezone.type).length or 64
 RECONCILE_JOB = "reconcile"
 EXAMPLES = "/subscribe 07:30 Europe/Berlin · /subscribe weekly mon 08:00 · /subscribe cron 0 8 * * 1-5"
 
@@ -172,16 +177,7 @@ def parse_schedule(words: Iterable[str], default_time: str = "08:00", default_zo
     if args and args[0].lower() in ("daily", "weekly", "cron"):
         kind = args.pop(0).lower()
     if kind == "cron":
-        expr = " ".join(args)
-        if len(args) != 5:
-            raise InputError(f"A cron schedule has 5 fields (minute hour day month weekday). E.g. {EXAMPLES}")
-        try:
-            Schedule("cron", expr, zone).trigger()
-        except ValueError as exc:
-            raise InputError(
-                f"Invalid cron expression {expr!r}: {exc}. E.g. /subscribe cron 0 8 * * 1-5"
-            ) from exc
-        return Schedule("cron", expr, zone)
+        return _parse_cron(args, zone)
     days = ""
     if kind == "weekly":
         if not args or not _DAY_LIST.match(args[0].lower()):
@@ -192,13 +188,65 @@ def parse_schedule(words: Iterable[str], default_time: str = "08:00", default_zo
     if args or not match:
         raise InputError(f"Invalid time {at!r}: use HH:MM (24 h) and an IANA zone. E.g. {EXAMPLES}")
     at = f"{int(match[1]):02d}:{match[2]}"
-    return Schedule(kind, f"{days} {at}".strip(), zone)
+    expr = f"{days} {at}".strip()
+    _check_length(expr)
+    return Schedule(kind, expr, zone)
+
+
+def _parse_cron(fields: list[str], zone: str) -> Schedule:
+    """A 5-field crontab that crontab and APScheduler read alike, firing at most hourly."""
+    expr = " ".join(fields)
+    if len(fields) != 5:
+        raise InputError(f"A cron schedule has 5 fields (minute hour day month weekday). E.g. {EXAMPLES}")
+    _check_length(expr)
+    day, weekday = fields[2], fields[4]
+    if not day.startswith("*") and not weekday.startswith("*"):
+        # crontab fires when either field matches, APScheduler only when both do
+        raise InputError(
+            f"A cron schedule can limit the day of the month ({day}) or the weekday ({weekday}), not both. "
+            "E.g. /subscribe cron 0 8 1 * * (the 1st of each month) or /subscribe cron 0 8 * * 1 (Mondays)"
+        )
+    schedule = Schedule("cron", expr, zone)
+    try:
+        trigger = schedule.trigger()
+    except ValueError as exc:
+        raise InputError(f"Invalid cron expression {expr!r}: {exc}. E.g. /subscribe cron 0 8 * * 1-5") from exc
+    fires = _firings(trigger, 3)
+    if not fires:
+        raise InputError(f"The cron expression {expr!r} never fires. E.g. /subscribe cron 0 8 * * 1-5")
+    gaps = [b - a for a, b in itertools.pairwise(fires)]
+    if gaps and min(gaps) < MIN_INTERVAL:
+        raise InputError(
+            f"Digests come at most once an hour, and {expr!r} fires {min(gaps) // timedelta(minutes=1)} min "
+            "apart. Name one minute, e.g. /subscribe cron 0 8-18/2 * * 1-5 (every two hours on workdays)"
+        )
+    return schedule
+
+
+def _firings(trigger: CronTrigger, n: int) -> list[datetime]:
+    """The first n fire times from a fixed moment (fewer if the trigger stops)."""
+    fires: list[datetime] = []
+    fire = trigger.get_next_fire_time(None, datetime(2026, 1, 1, tzinfo=UTC))
+    while fire is not None and len(fires) < n:
+        fires.append(fire)
+        fire = _following(trigger, fire)
+    return fires
+
+
+def _check_length(expr: str) -> None:
+    if len(expr) > MAX_EXPR_CHARS:
+        raise InputError(
+            f"That schedule is {len(expr)} characters long; at most {MAX_EXPR_CHARS} fit. "
+            f"Use ranges and steps (1-5, */2) instead of long lists. E.g. {EXAMPLES}"
+        )
 
 
 def _check_zone(zone: str) -> None:
     try:
+        if len(zone) > MAX_ZONE_CHARS:
+            raise ValueError(zone)
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long for a file
         raise InputError(
             f"Unknown time zone {zone!r}: use an IANA name like Europe/Berlin or America/New_York."
         ) from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,9 +14,18 @@ from sqlalchemy.exc import OperationalError
 
 from bot.digest import Digester
 from bot.errors import InputError
-from bot.scheduler import DigestScheduler, Schedule, parse_schedule, period_key
+from bot.scheduler import MAX_EXPR_CHARS, DigestScheduler, Schedule, parse_schedule, period_key
 from bot.store import EMPTY, PENDING, Store, Subscription
-from tests.digest_support import FakeClock, document, fake_index, open_store
+from tests.digest_support import (
+    BACKENDS,
+    FakeClock,
+    create_pg_database,
+    document,
+    drop_pg_database,
+    fake_index,
+    open_store,
+    pg_fixture_url,
+)
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -52,6 +61,19 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
 
 
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture(params=BACKENDS)
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with open_store(request.param, tmp_path, pg_fixture_url(request)) as opened:
+        yield opened
+
+
 # ---- parsing ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("args", "expected"),
@@ -62,7 +84,10 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         ("America/Argentina/Buenos_Aires", Schedule("daily", "08:00", "America/Argentina/Buenos_Aires")),
         ("weekly mon 08:00", Schedule("weekly", "mon 08:00", "UTC")),
         ("weekly mon,thu 18:05 Asia/Tokyo", Schedule("weekly", "mon,thu 18:05", "Asia/Tokyo")),
-        ("cron */30 8-18 * * 1-5 Europe/Berlin", Schedule("cron", "*/30 8-18 * * 1-5", "Europe/Berlin")),
+        ("cron 0 8-18/2 * * 1-5 Europe/Berlin", Schedule("cron", "0 8-18/2 * * 1-5", "Europe/Berlin")),
+        ("cron 0 * * * *", Schedule("cron", "0 * * * *", "UTC")),  # hourly: the most often allowed
+        ("cron 0 8 */2 * 1", Schedule("cron", "0 8 */2 * 1", "UTC")),  # '*/2' reads alike in both
+        ("weekly " + ",".join(["mon"] * 28) + " 08:00", Schedule("weekly", ",".join(["mon"] * 28) + " 08:00", "UTC")),
     ],
 )
 def test_parse_schedule(args: str, expected: Schedule) -> None:
@@ -78,6 +103,15 @@ def test_parse_schedule(args: str, expected: Schedule) -> None:
         ("cron 0 8 * *", "5 fields"),
         ("cron 0 8 * * 9", "Invalid cron"),
         ("08:00 tomorrow", "Invalid time"),
+        ("cron * * * * *", "at most once an hour"),
+        ("cron */30 8-18 * * 1-5", "at most once an hour"),
+        ("cron 0,30 8 * * *", "30 min apart"),
+        ("cron 0 8 1 * 1", "not both"),  # crontab: the 1st or Mondays; APScheduler: Mondays the 1st
+        ("cron 0 8 1-7 * mon", "not both"),
+        ("cron 0 8 31 2 *", "never fires"),
+        ("cron " + ",".join(["0"] * 60) + " 8 * * *", "at most 120 fit"),
+        ("weekly " + ",".join(["mon"] * 29) + " 08:00", "at most 120 fit"),
+        ("08:00 Europe/" + "A" * 300, "Unknown time zone"),
     ],
 )
 def test_invalid_schedules_get_a_clear_message_with_an_example(args: str, needle: str) -> None:
@@ -86,6 +120,18 @@ def test_invalid_schedules_get_a_clear_message_with_an_example(args: str, needle
     message = str(caught.value)
     assert needle in message
     assert "/subscribe" in message or "Europe/Berlin" in message  # an example of what works
+
+
+async def test_the_longest_schedule_accepted_fits_the_store(any_store: Store) -> None:
+    longest = "cron 0 8 10" + ",1" * 55 + " * *"  # 120 characters, the column's length
+    schedule = parse_schedule(longest.split())
+    assert len(schedule.expr) == MAX_EXPR_CHARS == 120
+    stored = await any_store.subscribe(
+        "telegram", "1", schedule_kind=schedule.kind, schedule_expr=schedule.expr, timezone=schedule.timezone
+    )
+    assert Schedule.of(stored) == schedule
+    with pytest.raises(InputError, match="at most 120 fit"):  # never a DBAPIError from PostgreSQL
+        parse_schedule((longest.replace("10,", "10,11,", 1)).split())
 
 
 def test_cron_weekdays_follow_crontab_not_apscheduler_numbering() -> None:
