@@ -24,8 +24,8 @@ from bot.index import Index, ProgressFn, build, indexed_at
 from bot.llm import LLM, improve
 from bot.segment import Paragraph
 from bot.sources import (
+    MAX_SOURCE_BYTES,
     SOURCE_ID,
-    Document,
     SourceSpec,
     default_manifest,
     load,
@@ -106,7 +106,9 @@ class Briefing:
 
     def sources(self) -> list[SourceInfo]:
         """The indexed sources with their sizes and when they were last indexed."""
-        index = self.index
+        return self._infos(self.index)
+
+    def _infos(self, index: Index) -> list[SourceInfo]:
         counts: dict[int, int] = {}
         for unit in index.units:
             counts[unit.doc] = counts.get(unit.doc, 0) + 1
@@ -115,11 +117,20 @@ class Briefing:
             for i, d in enumerate(index.documents)
         ]
 
-    def add_source(self, filename: str, data: bytes, title: str | None = None) -> Document:
-        """Store an uploaded file as a new source and index it; nothing changes if it is unusable."""
+    @staticmethod
+    def check_upload(filename: str, size: int | None) -> None:
+        """Raise SourceError for an upload of the wrong kind or size; adapters call it before downloading."""
         suffix = Path(filename).suffix.lower()
         if suffix not in UPLOAD_SUFFIXES:
-            raise SourceError(f"{filename}: use a .txt, .md or .html file")
+            kind = repr(suffix) if suffix else "(none)"
+            raise SourceError(f"{filename}: unsupported file type {kind}; use a .txt, .md or .html file")
+        if size is not None and size > MAX_SOURCE_BYTES:
+            raise SourceError(f"{filename} is too big ({size} bytes; at most {MAX_SOURCE_BYTES})")
+
+    def add_source(self, filename: str, data: bytes, title: str | None = None) -> SourceInfo:
+        """Store an uploaded file as a new source and index it; nothing changes if it is unusable."""
+        self.check_upload(filename, len(data))
+        suffix = Path(filename).suffix.lower()
         source_id = _slug(Path(filename).stem)
         doc = load_bytes(source_id, data, name=filename, title=title)  # validates before any write
         with self._lock:
@@ -132,22 +143,23 @@ class Briefing:
             path.write_bytes(data)
             spec = SourceSpec(id=source_id, title=doc.title, lang=doc.lang, path=path)
             try:
-                self._rebuild([*specs, spec])
+                index = self._rebuild([*specs, spec])
             except Exception:
                 path.unlink(missing_ok=True)
                 raise
             self._save_specs([*specs, spec])
-        return doc
+            return next(info for info in self._infos(index) if info.id == source_id)
 
-    def remove_source(self, source_id: str) -> None:
-        """Drop a source from the manifest and the index."""
+    def remove_source(self, source_id: str) -> int:
+        """Drop a source from the manifest and the index; returns the number of sentences still indexed."""
         with self._lock:
             specs = self.specs()
             remaining = [s for s in specs if s.id != source_id]
             if len(remaining) == len(specs):
                 raise SourceError(f"no source with id {source_id!r}")
-            self._rebuild(remaining)
+            index = self._rebuild(remaining)
             self._save_specs(remaining)
+            return len(index)
 
     def _save_specs(self, specs: list[SourceSpec]) -> None:
         """Write the edited manifest: the configured one, or the data dir's own."""

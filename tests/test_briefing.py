@@ -10,7 +10,7 @@ from bot.briefing import Briefing
 from bot.config import Settings
 from bot.embed import Embedder
 from bot.errors import SourceError
-from bot.sources import default_manifest
+from bot.sources import MAX_SOURCE_BYTES, default_manifest
 
 ASTANA = "Tokajew empfing den Energieminister in Astana. Er brachte eine Botschaft von Putin.\n"
 ALMATY = "Der Bürgermeister von Almaty heißt Jerassyl Abylkassymow. Er wurde im Jahr 2022 ernannt.\n"
@@ -130,7 +130,7 @@ def test_an_uploaded_source_is_answerable(
     briefing: Briefing, embedder: Embedder, filename: str, data: bytes, question: str, fact: str
 ) -> None:
     doc = briefing.add_source(filename, data)
-    assert doc.id in [s.id for s in briefing.sources()]
+    assert doc in briefing.sources() and doc.sentences > 0
     assert "putin-tokajew" in [s.id for s in briefing.sources()]
     answer = briefing.ask(question)
     assert answer.answered
@@ -144,8 +144,9 @@ def test_an_uploaded_source_is_answerable(
 
 
 def test_the_html_title_becomes_the_sources_title(briefing: Briefing) -> None:
-    doc = briefing.add_source("bericht.html", REPORT_HTML)
-    assert doc.title == "Der Bericht"
+    info = briefing.add_source("bericht.html", REPORT_HTML)
+    assert info.title == "Der Bericht"
+    (doc,) = [d for d in briefing.index.documents if d.id == info.id]
     assert "<p>" not in doc.text and "Impressum" not in doc.text
 
 
@@ -185,11 +186,12 @@ def test_remove_source(briefing: Briefing, embedder: Embedder) -> None:
     briefing.add_source("almaty.txt", ALMATY.encode())
     assert "almaty" in quoted_sources(briefing, "Wer ist Bürgermeister von Almaty?")
 
-    briefing.remove_source("almaty")
+    remaining = briefing.remove_source("almaty")
     assert [s.id for s in briefing.sources()] == ["putin-tokajew"]
+    assert remaining == len(briefing.index) == briefing.sources()[0].sentences > 0
     assert "almaty" not in quoted_sources(briefing, "Wer ist Bürgermeister von Almaty?")
 
-    briefing.remove_source("putin-tokajew")
+    assert briefing.remove_source("putin-tokajew") == 0
     assert briefing.sources() == []
     assert not briefing.ask("Warum rief Putin Tokajew an?").answered
     assert [s.id for s in Briefing(briefing.settings, embedder).sources()] == []
@@ -213,3 +215,21 @@ def test_a_refused_first_edit_writes_no_files(briefing: Briefing, refused: str) 
         else:
             briefing.add_source("putin-tokajew.txt", b"Ein neuer Text mit derselben Kennung.")
     assert snapshot(briefing) == before
+
+
+@pytest.mark.parametrize(
+    ("filename", "size", "message"),
+    [
+        ("setup.exe", 10, "unsupported file type '.exe'; use a .txt, .md or .html file"),
+        ("noext", 10, r"unsupported file type \(none\)"),
+        ("huge.txt", MAX_SOURCE_BYTES + 1, f"huge.txt is too big \\({MAX_SOURCE_BYTES + 1} bytes"),
+    ],
+)
+def test_check_upload_refuses_the_wrong_kind_or_size(filename: str, size: int, message: str) -> None:
+    with pytest.raises(SourceError, match=message):
+        Briefing.check_upload(filename, size)
+
+
+@pytest.mark.parametrize(("filename", "size"), [("notes.MD", MAX_SOURCE_BYTES), ("page.htm", None), ("a.txt", 0)])
+def test_check_upload_accepts_text_files(filename: str, size: int | None) -> None:
+    Briefing.check_upload(filename, size)

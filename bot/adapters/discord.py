@@ -24,7 +24,6 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -35,13 +34,12 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot.briefing import UPLOAD_SUFFIXES, Briefing
+from bot.briefing import Briefing
 from bot.config import Settings
 from bot.errors import BriefbotError, ConfigError, InputError, SourceError
 from bot.logs import redact_in_logs
 from bot.render import discord as render
 from bot.render.discord import DiscordMessage
-from bot.sources import MAX_SOURCE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -191,12 +189,11 @@ class Admin(commands.Cog):
     ) -> None:
         log.info("admin %s: /addsource %s (%s bytes)", interaction.user.id, file.filename, file.size)
         await interaction.response.defer()
+        self.briefing.check_upload(file.filename, file.size)  # before downloading anything
         data = await download(file)
         added = await asyncio.to_thread(self.briefing.add_source, file.filename, data, (title or "").strip() or None)
-        infos = await asyncio.to_thread(self.briefing.sources)
-        sentences = next((s.sentences for s in infos if s.id == added.id), 0)
-        log.info("admin %s: added source %s (%d sentences)", interaction.user.id, added.id, sentences)
-        await send(interaction, render.discord_source_added(added.title, added.id, sentences))
+        log.info("admin %s: added source %s (%d sentences)", interaction.user.id, added.id, added.sentences)
+        await send(interaction, render.discord_source_added(added.title, added.id, added.sentences))
 
     @app_commands.command(name="removesource", description=DESCRIPTIONS["removesource"])
     @app_commands.describe(source_id="The id, as /sources lists it")
@@ -204,19 +201,13 @@ class Admin(commands.Cog):
     async def removesource(self, interaction: discord.Interaction, source_id: str) -> None:
         log.info("admin %s: /removesource %s", interaction.user.id, source_id)
         await interaction.response.defer()
-        await asyncio.to_thread(self.briefing.remove_source, source_id.strip())
-        sentences = len(self.briefing.index)
+        sentences = await asyncio.to_thread(self.briefing.remove_source, source_id.strip())
         log.info("admin %s: removed source %s", interaction.user.id, source_id)
         await send(interaction, render.discord_source_removed(source_id.strip(), sentences))
 
 
 async def download(file: discord.Attachment) -> bytes:
-    """The bytes of an uploaded file; SourceError when it is of the wrong kind, too big or unreachable."""
-    suffix = Path(file.filename).suffix.lower()
-    if suffix not in UPLOAD_SUFFIXES:
-        raise SourceError(f"{file.filename}: unsupported file type {suffix or '(none)'!r} (use .txt, .md or .html)")
-    if file.size > MAX_SOURCE_BYTES:
-        raise SourceError(f"{file.filename} is too big ({file.size} bytes; at most {MAX_SOURCE_BYTES})")
+    """The bytes of an uploaded file (checked with Briefing.check_upload first); SourceError when unreachable."""
     try:
         return await file.read()
     except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:

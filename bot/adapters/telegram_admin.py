@@ -25,7 +25,6 @@ from bot.briefing import Briefing
 from bot.config import Settings
 from bot.errors import SourceError
 from bot.render import telegram as render
-from bot.sources import MAX_SOURCE_BYTES
 
 if TYPE_CHECKING:
     from bot.adapters.telegram import BotStats, SubscriberCount
@@ -86,12 +85,11 @@ def admin_router() -> Router:
             return
         name = document.file_name or "upload.txt"
         log.info("admin %s: /addsource %s (%s bytes)", _who(message), name, document.file_size)
+        briefing.check_upload(name, document.file_size)  # before downloading anything
         data = await download(bot, document)
         added = await asyncio.to_thread(briefing.add_source, name, data, (command.args or "").strip() or None)
-        infos = await asyncio.to_thread(briefing.sources)
-        sentences = next((s.sentences for s in infos if s.id == added.id), 0)
-        log.info("admin %s: added source %s (%d sentences)", _who(message), added.id, sentences)
-        await sender.send(bot, message.chat.id, render.telegram_source_added(added.title, added.id, sentences))
+        log.info("admin %s: added source %s (%d sentences)", _who(message), added.id, added.sentences)
+        await sender.send(bot, message.chat.id, render.telegram_source_added(added.title, added.id, added.sentences))
 
     @router.message(Command("removesource"), IsAdmin())
     async def removesource(
@@ -102,8 +100,7 @@ def admin_router() -> Router:
             await sender.send(bot, message.chat.id, [Text(render.TELEGRAM_TEXT["removesource_usage"])])
             return
         log.info("admin %s: /removesource %s", _who(message), source_id)
-        await asyncio.to_thread(briefing.remove_source, source_id)
-        sentences = len(briefing.index)
+        sentences = await asyncio.to_thread(briefing.remove_source, source_id)
         log.info("admin %s: removed source %s", _who(message), source_id)
         await sender.send(bot, message.chat.id, render.telegram_source_removed(source_id, sentences))
 
@@ -113,7 +110,7 @@ def admin_router() -> Router:
         subscribers: SubscriberCount | None = None,
     ) -> None:
         log.info("admin %s: /stats", _who(message))
-        index = briefing.index
+        index = await asyncio.to_thread(lambda: briefing.index)  # loads it on first use
         subscribed = str(await subscribers.count()) if subscribers is not None else "not configured"
         rows = [
             ("questions", str(stats.questions)),
@@ -135,8 +132,8 @@ def admin_router() -> Router:
 
 
 async def download(bot: Bot, document: Document) -> bytes:
-    """The bytes of an uploaded document; SourceError when it is too big or cannot be fetched."""
-    limit = min(MAX_SOURCE_BYTES, TELEGRAM_DOWNLOAD_LIMIT)
+    """The bytes of an uploaded document; SourceError when the Bot API will not serve it or it cannot be fetched."""
+    limit = TELEGRAM_DOWNLOAD_LIMIT
     name = document.file_name or "the file"
     if document.file_size is not None and document.file_size > limit:
         raise SourceError(f"{name} is too big ({document.file_size} bytes; at most {limit})")

@@ -285,6 +285,11 @@ async def test_admin_adds_and_removes_a_source_from_the_chat(briefing: Briefing)
         assert removed.text.startswith("Removed kiwi")
         [hint] = await tg.say("/addsource", user_id=ADMIN)
         assert hint.text == TELEGRAM_TEXT["addsource_usage"]
+        mark = tg.server.mark()
+        tg.server.push_document(b"MZ\x90\x00", "setup.exe", user_id=ADMIN, caption="/addsource")
+        [wrong] = await tg.server.wait_sent(1, chat_id=ADMIN, since=mark)
+        assert TELEGRAM_TEXT["source_error"] in wrong.text and "unsupported file type" in wrong.text
+        assert tg.server.request_counts["getfile"] == 1, "the wrong kind of file is refused before downloading"
     assert [s.id for s in briefing.sources()] == ["putin-tokajew"]
 
 
