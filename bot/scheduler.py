@@ -15,6 +15,7 @@ enqueued by the next reconcile.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import re
@@ -22,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -38,6 +39,7 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")  # crontab numbers 0-7
 _ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+$")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_TIMEISH = re.compile(r"[\d:]")  # a word meant as a time, not as a zone
 _DAY_LIST = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
                        r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*$")
 RESOLUTION = timedelta(minutes=1)
@@ -183,10 +185,14 @@ def parse_schedule(words: Iterable[str], default_time: str = "08:00", default_zo
         if not args or not _DAY_LIST.match(args[0].lower()):
             raise InputError(f"Say which weekday, e.g. /subscribe weekly mon 08:00 (or mon,thu). {EXAMPLES}")
         days = args.pop(0).lower()
-    at = args.pop(0) if args else default_time
+    at = args.pop(0) if args and _TIMEISH.search(args[0]) else default_time
     match = _TIME.match(at)
-    if args or not match:
+    if not match:
         raise InputError(f"Invalid time {at!r}: use HH:MM (24 h) and an IANA zone. E.g. {EXAMPLES}")
+    if any(_TIMEISH.search(word) for word in args):
+        raise InputError(f"Could not read {' '.join(args)!r}: the time comes first, then the zone. E.g. {EXAMPLES}")
+    if args:  # after the time only a zone may come, and this one is not Area/City: '08:00 Berlin'
+        raise _unknown_zone(" ".join(args))
     at = f"{int(match[1]):02d}:{match[2]}"
     expr = f"{days} {at}".strip()
     _check_length(expr)
@@ -247,9 +253,23 @@ def _check_zone(zone: str) -> None:
             raise ValueError(zone)
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long for a file
-        raise InputError(
-            f"Unknown time zone {zone!r}: use an IANA name like Europe/Berlin or America/New_York."
-        ) from exc
+        raise _unknown_zone(zone) from exc
+
+
+def _unknown_zone(name: str) -> InputError:
+    """The error for a zone we cannot use, suggesting IANA names that end like it ('Berlin')."""
+    key = "_".join(name.split()).lower()
+    like = [z for z in _zones() if z.lower() == key or z.lower().endswith("/" + key)][:3]
+    hint = f" Did you mean {' or '.join(like)}?" if like else ""
+    return InputError(
+        f"Unknown time zone {name!r}: use an IANA name (Area/City).{hint} "
+        f"E.g. /subscribe 08:00 Europe/Berlin or /subscribe 08:00 America/New_York"
+    )
+
+
+@functools.cache
+def _zones() -> list[str]:
+    return sorted(available_timezones())
 
 
 def _cron_weekdays(field: str) -> str:

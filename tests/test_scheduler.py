@@ -102,7 +102,9 @@ def test_parse_schedule(args: str, expected: Schedule) -> None:
         ("weekly 08:00", "weekday"),
         ("cron 0 8 * *", "5 fields"),
         ("cron 0 8 * * 9", "Invalid cron"),
-        ("08:00 tomorrow", "Invalid time"),
+        ("08:00 tomorrow", "Unknown time zone 'tomorrow'"),
+        ("08:00 Berlin", "Unknown time zone 'Berlin'"),  # not "Invalid time '08:00'": the time is fine
+        ("Berlin 08:00", "the time comes first"),
         ("cron * * * * *", "at most once an hour"),
         ("cron */30 8-18 * * 1-5", "at most once an hour"),
         ("cron 0,30 8 * * *", "30 min apart"),
@@ -132,6 +134,25 @@ async def test_the_longest_schedule_accepted_fits_the_store(any_store: Store) ->
     assert Schedule.of(stored) == schedule
     with pytest.raises(InputError, match="at most 120 fit"):  # never a DBAPIError from PostgreSQL
         parse_schedule((longest.replace("10,", "10,11,", 1)).split())
+
+
+@pytest.mark.parametrize(
+    ("args", "suggestion"),
+    [
+        ("08:00 Berlin", "Europe/Berlin"),
+        ("Berlin", "Europe/Berlin"),
+        ("weekly mon 08:00 Tokyo", "Asia/Tokyo"),
+        ("07:30 new york", "America/New_York"),
+        ("08:00 europe/berlin", "Europe/Berlin"),
+    ],
+)
+def test_a_city_without_its_area_is_named_with_the_zone_it_may_mean(args: str, suggestion: str) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_schedule(args.split())
+    message = str(caught.value)
+    assert message.startswith("Unknown time zone") and "Invalid time" not in message
+    assert f"Did you mean {suggestion}?" in message
+    assert "/subscribe 08:00 Europe/Berlin" in message
 
 
 def test_cron_weekdays_follow_crontab_not_apscheduler_numbering() -> None:
