@@ -4,8 +4,9 @@
 /sources), `Questions` (/ask, and messages that mention the bot or are sent to it directly) and
 `Admin` (/reload, /addsource, /removesource, for the user ids in DISCORD_ADMIN_IDS only). Each cog
 gets the services it needs in its constructor; nothing is imported as a global. The core is
-synchronous and CPU-bound, so it runs in a worker thread. A slash command is deferred first (Discord
-wants an acknowledgement within 3 seconds; a cold index takes longer) and answered with followups.
+synchronous and CPU-bound: questions run on an `AskPool` (bot.adapters.pool, as on Telegram), other
+core calls in a worker thread. A slash command is deferred first (Discord wants an acknowledgement
+within 3 seconds; a cold index takes longer) and answered with followups.
 
 Errors become messages in one place, `error_messages()`: the command tree's `on_error` uses it for
 slash commands and the bot's `on_error` for mentions. Briefbot's own errors tell the user what went
@@ -34,6 +35,7 @@ from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bot.adapters.pool import AskPool
 from bot.briefing import Briefing
 from bot.config import Settings
 from bot.errors import BriefbotError, ConfigError, InputError, SourceError
@@ -127,16 +129,17 @@ class Basics(commands.Cog):
 class Questions(commands.Cog):
     """/ask, and messages that mention the bot (or DMs) unless BRIEFBOT_DISCORD_MENTIONS is off."""
 
-    def __init__(self, bot: commands.Bot, briefing: Briefing, settings: Settings) -> None:
+    def __init__(self, bot: commands.Bot, briefing: Briefing, settings: Settings, ask_pool: AskPool) -> None:
         self.bot = bot
         self.briefing = briefing
         self.settings = settings
+        self.ask_pool = ask_pool
 
     @app_commands.command(name="ask", description=DESCRIPTIONS["ask"])
     @app_commands.describe(question="Your question, in any language of the sources")
     async def ask(self, interaction: discord.Interaction, question: str) -> None:
         await interaction.response.defer()
-        answer = await asyncio.to_thread(self.briefing.ask, question)
+        answer = await self.ask_pool.ask(self.briefing, question)
         await send(interaction, render.discord_answer(answer))
 
     @commands.Cog.listener()
@@ -151,7 +154,7 @@ class Questions(commands.Cog):
             await reply(message, [DiscordMessage(content=render.DISCORD_TEXT["mention_usage"])])
             return
         async with message.channel.typing():
-            answer = await asyncio.to_thread(self.briefing.ask, question)
+            answer = await self.ask_pool.ask(self.briefing, question)
         await reply(message, render.discord_answer(answer))
 
 
@@ -249,7 +252,9 @@ class BriefbotTree(app_commands.CommandTree):
 class DiscordBot(commands.Bot):
     """Briefbot on Discord: the cogs, the command sync at start and the mentions' error handler."""
 
-    def __init__(self, briefing: Briefing, settings: Settings, **options: Any) -> None:
+    def __init__(
+        self, briefing: Briefing, settings: Settings, *, ask_pool: AskPool | None = None, **options: Any
+    ) -> None:
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice: no warnings about it
         intents = discord.Intents.none()
         intents.guilds = True
@@ -265,14 +270,20 @@ class DiscordBot(commands.Bot):
         )
         self.briefing = briefing
         self.settings = settings
+        self.ask_pool = ask_pool or AskPool()
 
     async def setup_hook(self) -> None:
         """Add the cogs and register the slash commands with Discord (after login, before connecting)."""
         await self.add_cog(Basics(self.briefing, self.settings))
-        await self.add_cog(Questions(self, self.briefing, self.settings))
+        await self.add_cog(Questions(self, self.briefing, self.settings, self.ask_pool))
         await self.add_cog(Admin(self.briefing, self.settings))
         synced = await self.tree.sync()
         log.info("registered %d slash commands", len(synced))
+
+    async def close(self) -> None:
+        """Disconnect, then stop the question workers."""
+        await super().close()
+        await self.ask_pool.close()
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: messages for the bot are handled by the Questions cog's listener."""
@@ -296,9 +307,11 @@ class DiscordBot(commands.Bot):
             log.warning("could not tell user %s about %s: %s", message.author.id, type(exc).__name__, send_error)
 
 
-def build_bot(briefing: Briefing, settings: Settings | None = None, **options: Any) -> DiscordBot:
+def build_bot(
+    briefing: Briefing, settings: Settings | None = None, *, ask_pool: AskPool | None = None, **options: Any
+) -> DiscordBot:
     """The bot over `briefing`; `settings` default to the briefing's, `options` go to discord.Client."""
-    return DiscordBot(briefing, settings or briefing.settings, **options)
+    return DiscordBot(briefing, settings or briefing.settings, ask_pool=ask_pool, **options)
 
 
 # ---- running ----------------------------------------------------------------------------------------

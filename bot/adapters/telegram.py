@@ -39,8 +39,9 @@ from aiogram.types import (
 )
 from aiogram.utils.formatting import Text
 
+from bot.adapters.pool import AskPool
 from bot.adapters.telegram_admin import ADMIN_COMMANDS, admin_router, is_admin
-from bot.adapters.telegram_questions import AnswerCache, AskPool, questions_router
+from bot.adapters.telegram_questions import AnswerCache, questions_router
 from bot.adapters.telegram_send import TelegramSender
 from bot.answer import Answer
 from bot.briefing import Briefing

@@ -1,19 +1,17 @@
 """Questions on Telegram: private texts, /ask, mentions and replies in groups, and the buttons under answers.
 
-The core's `ask` is CPU-bound and runs on `AskPool`'s worker threads. Answers are kept for a while
-in `AnswerCache`, so the buttons under an answer (64 bytes of callback data) can refer to them:
-'More quotes' sends the quotes not shown yet, '¶ in context' the paragraph a quote comes from.
+The core's `ask` is CPU-bound and runs on `AskPool`'s worker threads (bot.adapters.pool). Answers
+are kept for a while in `AnswerCache`, so the buttons under an answer (64 bytes of callback data)
+can refer to them: 'More quotes' sends the quotes not shown yet, '¶ in context' the paragraph a quote comes from.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 from collections import OrderedDict
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, F, Router
@@ -26,6 +24,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.formatting import Text
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot.adapters.pool import AskPool
 from bot.answer import Answer
 from bot.briefing import Briefing
 from bot.config import Settings
@@ -36,31 +35,6 @@ if TYPE_CHECKING:
     from bot.adapters.telegram_send import TelegramSender
 
 log = logging.getLogger(__name__)
-
-class AskPool:
-    """Runs the core's CPU-bound `ask` on a few worker threads, so the event loop stays free.
-
-    About one worker per two CPUs: each question is embedded with two BLAS threads, and more
-    concurrent questions only contend for the cores (measured: 1-2 workers answer about twice as
-    many questions per second as 6 on a 2-CPU machine). Admin reloads do not queue behind them.
-    """
-
-    def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers or max(1, (os.cpu_count() or 2) // 2)
-        self._executor: ThreadPoolExecutor | None = None
-
-    async def ask(self, briefing: Briefing, question: str) -> Answer:
-        """briefing.ask(question) on a worker thread."""
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="briefbot-ask")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, briefing.ask, question)
-
-    async def close(self) -> None:
-        """Stop the workers (at shutdown)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-
 
 class AnswerCache:
     """Recent answers by a random key bound to their chat, so inline buttons (64 bytes) can refer to them.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -354,3 +355,23 @@ def test_settings_parse_admin_ids(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("DISCORD_ADMIN_IDS", "12, 34 56")
     assert Settings(sources=SEED_MANIFEST).discord_admin_ids == [12, 34, 56]
     assert APP_ID not in Settings().discord_admin_ids
+
+
+async def test_questions_run_on_the_ask_pool(seed_briefing: Briefing) -> None:
+    threads: list[str] = []
+
+    class Recording:
+        """The seed briefing, noting the thread each question is answered on."""
+
+        settings = seed_briefing.settings
+
+        def ask(self, question: str) -> Answer:
+            threads.append(threading.current_thread().name)
+            return seed_briefing.ask(question)
+
+    async with running_bot(Recording()) as running:  # type: ignore[arg-type]
+        await running.use("ask", question=QUESTION)
+        mark = running.server.mark()
+        await running.server.push_message(QUESTION, user_id=USER)
+        await running.server.wait_sent(1, since=mark)
+    assert len(threads) == 2 and all(name.startswith("briefbot-ask") for name in threads)
