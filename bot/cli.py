@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,12 +11,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import AliasChoices, ValidationError
+from pydantic_core import ErrorDetails
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from bot.briefing import Briefing
 from bot.config import Settings
-from bot.errors import BriefbotError, InputError
+from bot.errors import BriefbotError, ConfigError, InputError
 from bot.index import ProgressFn
 from bot.logs import setup_logging
 
@@ -38,11 +41,43 @@ class State:
 state = State()
 
 
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value is a one-line ConfigError naming its variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(_setting_problem(error) for error in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _setting_problem(error: ErrorDetails) -> str:
+    """'VARIABLE: what is wrong', never the value itself (it may be a secret)."""
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    candidates = _variables().get(name, [name.upper()])
+    variable = next((c for c in candidates if c.upper() in {k.upper() for k in os.environ}), candidates[0])
+    # pydantic's own messages describe the expected type; a validator's text may quote the value
+    detail = "invalid value" if error["type"] in {"value_error", "assertion_error"} else error["msg"]
+    return f"{variable}: {detail}"
+
+
+def _variables() -> dict[str, list[str]]:
+    """Every field name and environment alias -> the environment variables that set that field."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    found: dict[str, list[str]] = {}
+    for field_name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        names = [c for c in alias.choices if isinstance(c, str)] if isinstance(alias, AliasChoices) else []
+        names = names or [f"{prefix}{field_name}".upper()]
+        for key in [field_name, *names]:
+            found[key] = names
+    return found
+
+
 @app.callback()
 def _setup(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
 ) -> None:
-    settings = Settings()
+    settings = load_settings()
     setup_logging(settings, verbose)
     from bot.llm import from_settings
 

@@ -234,3 +234,14 @@ def test_eval_prints_the_figures(data_dir: Path, tmp_path: Path) -> None:
     assert figures["abstention_accuracy"] == 1.0
     assert figures["quote_fidelity"] == 1.0
     assert 0 < figures["latency_p50_ms"] <= figures["latency_p95_ms"]
+
+
+@pytest.mark.parametrize("args", [["ask", "--help"], ["index"]])
+def test_a_bad_setting_is_a_one_line_error_naming_the_variable(tmp_path: Path, args: list[str]) -> None:
+    secret = "123456:SECRET-token-value"
+    result = run(args, tmp_path, TELEGRAM_ADMIN_IDS="abc", BRIEFBOT_LLM_TIMEOUT="soon", TELEGRAM_BOT_TOKEN=secret)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: invalid configuration: ")
+    assert "TELEGRAM_ADMIN_IDS: invalid value" in result.stderr and "BRIEFBOT_LLM_TIMEOUT" in result.stderr
+    assert "Traceback" not in result.stderr and "SECRET" not in result.stderr + result.stdout
+    assert "abc" not in result.stderr and "soon" not in result.stderr
