@@ -5,8 +5,9 @@ arrives once; a recipient who blocked the bot, left or deleted the chat is GONE 
 network trouble, Telegram's own errors and flood waits longer than we are willing to block are
 RETRY (try again later); any other refusal is REJECTED (retrying would fail the same way: a bug).
 
-Both the chat replies (bot.adapters.telegram) and digest delivery use this: `TelegramSender.send`
-for rendered messages, `call_with_flood_wait` for any single Bot API call.
+The chat replies (bot.adapters.telegram and its feature routers) use `TelegramSender`: `send` for
+rendered messages, `call` for any single Bot API call. Digest delivery does not: its outbox
+reschedules instead of waiting (bot.adapters.telegram_sender), and shares only `classify`.
 """
 
 from __future__ import annotations
@@ -72,7 +73,6 @@ class SendResult:
     outcome: Outcome
     chat_id: int  # the chat written to (a group that became a supergroup has a new id)
     messages: list[Message] = field(default_factory=list)  # the parts sent, even when a later part failed
-    error: str | None = None  # Telegram's description of the failure
     retry_after: float | None = None  # for RETRY after flood control: seconds Telegram asked us to wait
 
     @property
@@ -183,7 +183,7 @@ class TelegramSender:
                     bot, exc.migrate_to_chat_id, parts[number:], reply_markup=reply_markup,
                     disable_notification=disable_notification,
                 )
-                return SendResult(rest.outcome, rest.chat_id, sent + rest.messages, rest.error, rest.retry_after)
+                return SendResult(rest.outcome, rest.chat_id, sent + rest.messages, rest.retry_after)
             except TelegramAPIError as exc:
                 return await self._failed(chat_id, sent, exc)
         return SendResult(Outcome.SENT, chat_id, sent)
@@ -201,4 +201,4 @@ class TelegramSender:
             log.warning("could not send to chat %s now (%s): %s", chat_id, type(exc).__name__, exc.message)
         else:
             log.error("Telegram rejected a message to chat %s: %s", chat_id, exc.message)
-        return SendResult(outcome, chat_id, sent, exc.message, retry_after)
+        return SendResult(outcome, chat_id, sent, retry_after)

@@ -40,7 +40,6 @@ TELEGRAM_TEXT = {
     "text_only": "Send me your question as text.",
     "expired": "This answer is too old for that; please ask again.",
     "refused": "Sorry, only the bot's admins can do that.",
-    "input_error": "I cannot use that:",
     "source_error": "A source could not be read, so nothing changed: I keep answering from the last good index.",
     "briefbot_error": "That did not work:",
     "apology": "Sorry, something went wrong on my side. Please try again in a moment.",
@@ -48,7 +47,6 @@ TELEGRAM_TEXT = {
     "addsource_usage": "Send the file (.txt, .md or .html) as a document with the caption /addsource "
     "[title], or reply /addsource to a document.",
     "removesource_usage": "Usage: /removesource ID (the ids are listed by /sources).",
-    "adding": "Adding the source…",
 }
 
 

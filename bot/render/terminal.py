@@ -31,16 +31,6 @@ def answer_terminal(answer: Answer) -> RenderableType:
     return Group(*panels)
 
 
-def answer_plain(answer: Answer) -> str:
-    """An answer as plain text (for logs, pipes and tests)."""
-    if not answer.answered:
-        return NOT_ANSWERED_TEXT
-    parts = []
-    for quote in answer.quotes:
-        parts.append(f"„{quote.text}“\n  — {citation(quote)} [{quote.source}]")
-    return "\n\n".join(parts)
-
-
 def sources_table(rows: list[tuple[str, str, str, int, str]]) -> Table:
     """(id, title, lang, sentences, indexed) rows as a terminal table."""
     table = Table("id", "title", "lang", "sentences", "indexed", title="Sources")
