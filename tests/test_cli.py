@@ -245,3 +245,11 @@ def test_a_bad_setting_is_a_one_line_error_naming_the_variable(tmp_path: Path, a
     assert "TELEGRAM_ADMIN_IDS: invalid value" in result.stderr and "BRIEFBOT_LLM_TIMEOUT" in result.stderr
     assert "Traceback" not in result.stderr and "SECRET" not in result.stderr + result.stdout
     assert "abc" not in result.stderr and "soon" not in result.stderr
+
+
+def test_an_unreachable_telegram_api_base_is_reported_without_the_token(data_dir: Path) -> None:
+    secret = "123456:SECRET-token-value"
+    result = run(["run", "telegram"], data_dir, TELEGRAM_BOT_TOKEN=secret, TELEGRAM_API_BASE="ftp://api.example.org/x")
+    assert result.returncode == 1
+    assert result.stderr == "error: cannot reach the Telegram Bot API at api.example.org (NonHttpUrlClientError)\n"
+    assert "SECRET" not in result.stdout
