@@ -40,8 +40,8 @@ CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")  # crontab 
 _ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)+$")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _TIMEISH = re.compile(r"[\d:]")  # a word meant as a time, not as a zone
-_DAY_LIST = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?"
-                       r"(,(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)*$")
+_DAY = "(" + "|".join(DAYS) + ")"
+_DAY_LIST = re.compile(rf"^{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*$")
 RESOLUTION = timedelta(minutes=1)
 MIN_INTERVAL = timedelta(hours=1)  # the most often a cron schedule may send a digest
 MAX_EXPR_CHARS = cast(String, SUBSCRIPTIONS.c.schedule_expr.type).length or 120
@@ -116,25 +116,19 @@ class Schedule:
 
     def next_after(self, moment: datetime) -> datetime | None:
         """The first fire time strictly after `moment`."""
-        trigger = self.trigger()
-        fire = trigger.get_next_fire_time(None, moment + timedelta(microseconds=1))
-        for _ in range(10):
-            if fire is None or fire > moment:
-                break
-            fire = _following(trigger, fire)
-        return fire
+        # from no previous fire time APScheduler never steps back: it starts at `now`, fold and all
+        return self.trigger().get_next_fire_time(None, moment + timedelta(microseconds=1))
 
     def latest(self, now: datetime, window: timedelta) -> datetime | None:
         """The last fire time in (now - window, now], or None."""
         trigger = self.trigger()
         start = now - window + timedelta(microseconds=1)
-        fire = trigger.get_next_fire_time(None, start)
+        fire = trigger.get_next_fire_time(None, start)  # >= start, and _following only moves on
         last = None
         for _ in range(100_000):
             if fire is None or fire > now:
                 break
-            if fire >= start:
-                last = fire
+            last = fire
             fire = _following(trigger, fire)
         return last
 
@@ -274,7 +268,7 @@ def _zones() -> list[str]:
 
 def _cron_weekdays(field: str) -> str:
     """Crontab weekday numbers (0 and 7 = Sunday) as names; APScheduler 3 counts 0 as Monday."""
-    if not re.search(r"\d", field.split("/")[0]) and "/" not in field:
+    if not re.search(r"\d", field) and "/" not in field:
         return field
     days: set[int] = set()
     for part in field.split(","):

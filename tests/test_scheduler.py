@@ -228,6 +228,31 @@ async def test_a_time_that_happens_twice_when_clocks_fall_back_fires_once() -> N
     ]
 
 
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [
+        ("Europe/Berlin", datetime(2026, 10, 24, 22, tzinfo=UTC)),  # falls back: 02:xx twice
+        ("Europe/Berlin", datetime(2026, 3, 28, 23, tzinfo=UTC)),  # springs forward: no 02:xx
+        ("America/New_York", datetime(2026, 11, 1, 3, tzinfo=UTC)),
+        ("Australia/Lord_Howe", datetime(2026, 4, 4, 13, tzinfo=UTC)),  # a 30-minute shift
+    ],
+)
+def test_next_and_latest_fire_times_stay_in_their_window_across_dst(zone: str, day: datetime) -> None:
+    schedules = [Schedule("daily", f"{h:02d}:{m:02d}", zone) for h in (1, 2, 3) for m in (0, 30, 45)]
+    schedules += [Schedule("cron", "30 * * * *", zone), Schedule("weekly", "sun 02:30", zone)]
+    for schedule in schedules:
+        for minutes in range(0, 6 * 60, 11):
+            now = day + timedelta(minutes=minutes, seconds=3)
+            following = schedule.next_after(now)
+            assert following is not None and following > now
+            following = following.astimezone(UTC)  # the clock's zone: arithmetic in UTC, not wall time
+            found = schedule.latest(following, following - now)
+            assert found is not None and found.astimezone(UTC) == following  # PEP 495: == across zones
+            for window in (timedelta(minutes=1), timedelta(minutes=40), timedelta(hours=3)):
+                last = schedule.latest(now, window)
+                assert last is None or now - window < last <= now, (schedule, now, window)
+
+
 def test_period_is_the_local_wall_time() -> None:
     fire = datetime(2026, 3, 30, 6, 0, tzinfo=UTC)
     assert period_key(fire, "Europe/Berlin") == "2026-03-30T08:00@Europe/Berlin"
