@@ -32,6 +32,7 @@ from bot.store import OutboxItem, Store
 log = logging.getLogger(__name__)
 
 INLINE_WAIT = 1.5  # a chat busy for longer than this goes back to the outbox instead of blocking a worker
+LEASE_MARGIN = 0.2  # share of the lease kept free after a send's deadline, for recording its outcome
 
 
 class SendError(BriefbotError):
@@ -187,7 +188,6 @@ class Drainer:
         self.poll = poll
         self.report = DrainReport()
         self._wake = asyncio.Event()
-        self._claimed_at: dict[int, float] = {}
 
     @classmethod
     def from_settings(cls, store: Store, sender: Sender, settings: Settings, **kwargs: object) -> Drainer:
@@ -215,7 +215,6 @@ class Drainer:
                     continue
                 items = await self.store.claim(self.worker_id, room, self.lease, self.clock.now())
                 for item in items:
-                    self._claimed_at[item.id] = time.monotonic()
                     queue.put_nowait(item)
                 if items:
                     continue
@@ -246,46 +245,55 @@ class Drainer:
                 queue.task_done()
 
     async def deliver(self, item: OutboxItem) -> None:
-        """Send one claimed row and record the outcome."""
+        """Send one claimed row and record the outcome (every write is scoped to the claim)."""
         target = Target(item.platform, item.chat_id, item.chat_kind)
-        claimed = self._claimed_at.pop(item.id, None)
         wait = self.limiter.reserve(item.chat_id, item.chat_kind)
         if wait > INLINE_WAIT:
             self.report.deferred += 1
-            await self.store.defer(item.id, self._at(wait))
+            await self.store.defer(item, self._at(wait))
             return
         if wait > 0:
             await asyncio.sleep(wait)
         await self.limiter.acquire()
-        if claimed is not None and time.monotonic() - claimed > 0.8 * self.lease:
-            # a long pause (retry-after) outlived most of the lease: another instance may own the row
-            # by now, so leave it to whoever claims it next rather than risk sending it twice
-            log.info("outbox row %d: lease nearly over before sending; left for the next claim", item.id)
+        budget = self._budget(item)
+        if budget <= 0:
+            # a long pause (retry-after) used up the lease: another instance may own the row soon, so
+            # give it back (if it is still ours) rather than send past the lease and risk a second copy
+            log.info("outbox row %d: lease nearly over before sending; returned to the outbox", item.id)
+            await self.store.defer(item, self.clock.now())
             return
         if item.payload is None:  # not expected: empty periods are never pending
-            await self.store.mark_failed(item.id, "no payload", attempt=False)
+            await self.store.mark_failed(item, "no payload", attempt=False)
             return
         try:
-            await self.sender.send(target, Digest.from_dict(item.payload))
+            async with asyncio.timeout(budget):  # a send never outlives its lease
+                await self.sender.send(target, Digest.from_dict(item.payload))
         except RetryAfter as exc:
             self.limiter.pause(exc.seconds)
             self.report.deferred += 1
-            await self.store.defer(item.id, self._at(exc.seconds), error=str(exc))
+            await self.store.defer(item, self._at(exc.seconds), error=str(exc))
         except RecipientGone as exc:
             self.report.gone += 1
             log.info("chat %s is gone (%s): subscription %d inactive", item.chat_id, exc, item.subscription_id)
-            await self.store.mark_gone(item.id, str(exc))
+            await self.store.mark_gone(item, str(exc))
         except PermanentSendError as exc:
             self.report.failed += 1
             self.report.errors.append(str(exc))
-            await self.store.mark_failed(item.id, str(exc))
+            await self.store.mark_failed(item, str(exc))
+        except TimeoutError:
+            await self._retry(item, f"TimeoutError: no answer within {budget:.1f} s")
         except Exception as exc:  # transient or unexpected: retried, and recorded
             if not isinstance(exc, SendError):
                 log.exception("unexpected error sending outbox row %d", item.id)
             await self._retry(item, f"{type(exc).__name__}: {exc}")
         else:
             self.report.sent += 1
-            await self.store.mark_sent(item.id, self.clock.now())
+            await self.store.mark_sent(item, self.clock.now())
+
+    def _budget(self, item: OutboxItem) -> float:
+        """Seconds a send may take and still leave LEASE_MARGIN of the lease to record the outcome."""
+        left = (item.claimed_until - self.clock.now()).total_seconds()
+        return left - LEASE_MARGIN * self.lease
 
     async def _retry(self, item: OutboxItem, error: str) -> None:
         attempts = item.attempts + 1
@@ -293,11 +301,11 @@ class Drainer:
             self.report.failed += 1
             self.report.errors.append(error)
             log.warning("giving up on outbox row %d after %d attempts: %s", item.id, attempts, error)
-            await self.store.mark_failed(item.id, error)
+            await self.store.mark_failed(item, error)
             return
         self.report.retried += 1
         delay = self.backoff * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
-        await self.store.defer(item.id, self._at(delay), error=error, attempt=True)
+        await self.store.defer(item, self._at(delay), error=error, attempt=True)
 
     def _at(self, seconds: float) -> datetime:
         return self.clock.now() + timedelta(seconds=seconds)

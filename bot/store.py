@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from bot.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 PENDING, SENDING, SENT, EMPTY, FAILED, GONE = "pending", "sending", "sent", "empty", "failed", "gone"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -172,7 +175,7 @@ class Subscription:
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
-    """A claimed outbox row with its recipient."""
+    """A claimed outbox row with its recipient and the claim (every write back is scoped to it)."""
 
     id: int
     subscription_id: int
@@ -182,6 +185,8 @@ class OutboxItem:
     platform: str
     chat_id: str
     chat_kind: str
+    claimed_by: str
+    claimed_until: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,6 +506,7 @@ class Store:
     ) -> list[OutboxItem]:
         """Claim up to `limit` due rows for `worker` until now + lease (SKIP LOCKED on PostgreSQL)."""
         now = now or _now()
+        until = now + timedelta(seconds=lease)
         table = OUTBOX
         due = (
             select(table.c.id)
@@ -517,7 +523,7 @@ class Store:
         stmt = (
             update(table)
             .where(table.c.id.in_(due.scalar_subquery()))
-            .values(status=SENDING, claimed_by=worker, claimed_until=now + timedelta(seconds=lease))
+            .values(status=SENDING, claimed_by=worker, claimed_until=until)
             .returning(table.c.id)
         )
         async with self.transaction() as s:
@@ -533,54 +539,53 @@ class Store:
             return [
                 OutboxItem(
                     o.id, o.subscription_id, o.period, json.loads(o.payload) if o.payload else None,
-                    o.attempts, sub.platform, sub.chat_id, sub.chat_kind,
+                    o.attempts, sub.platform, sub.chat_id, sub.chat_kind, worker, until,
                 )
                 for o, sub in rows
             ]
 
-    async def mark_sent(self, outbox_id: int, now: datetime | None = None) -> None:
-        """The message went out."""
-        await self._set(outbox_id, status=SENT, sent_at=now or _now(), claimed_until=None, last_error=None)
+    async def mark_sent(self, item: OutboxItem, now: datetime | None = None) -> bool:
+        """The message went out (False: the claim was lost, nothing written)."""
+        return await self._set(item, status=SENT, sent_at=now or _now(), claimed_until=None, last_error=None)
 
     async def defer(
-        self, outbox_id: int, until: datetime, error: str | None = None, attempt: bool = False
-    ) -> None:
+        self, item: OutboxItem, until: datetime, error: str | None = None, attempt: bool = False
+    ) -> bool:
         """Back to pending until `until` (rate limit, retry-after, or a retry counting an attempt)."""
         values: dict[str, Any] = dict(status=PENDING, next_attempt_at=until, claimed_until=None)
         if error is not None:
             values["last_error"] = error[:2000]
         if attempt:
             values["attempts"] = OUTBOX.c.attempts + 1
-        await self._set(outbox_id, **values)
+        return await self._set(item, **values)
 
-    async def mark_failed(self, outbox_id: int, error: str, attempt: bool = True) -> None:
+    async def mark_failed(self, item: OutboxItem, error: str, attempt: bool = True) -> bool:
         """Give up on a row and record why."""
         values: dict[str, Any] = dict(status=FAILED, last_error=error[:2000], claimed_until=None)
         if attempt:
             values["attempts"] = OUTBOX.c.attempts + 1
-        await self._set(outbox_id, **values)
+        return await self._set(item, **values)
 
-    async def mark_gone(self, outbox_id: int, error: str, now: datetime | None = None) -> None:
+    async def mark_gone(self, item: OutboxItem, error: str, now: datetime | None = None) -> bool:
         """The recipient blocked the bot or was deleted: the row is closed, the subscription inactive."""
         async with self.transaction() as s:
-            sub_id = (
-                await s.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id == outbox_id)
-                    .values(status=GONE, last_error=error[:2000], claimed_until=None)
-                    .returning(OutboxRow.subscription_id)
-                )
-            ).scalar_one()
+            result = await s.execute(
+                update(OutboxRow)
+                .where(*_held(item))
+                .values(status=GONE, last_error=error[:2000], claimed_until=None)
+            )
+            # the chat is gone whoever holds the row now
             await s.execute(
                 update(SubscriptionRow)
-                .where(SubscriptionRow.id == sub_id)
+                .where(SubscriptionRow.id == item.subscription_id)
                 .values(active=False, updated_at=now or _now())
             )
+        return _applied(item, result.rowcount)  # type: ignore[attr-defined]
 
-    async def _set(self, outbox_id: int, **values: Any) -> None:
-        table = OUTBOX
+    async def _set(self, item: OutboxItem, **values: Any) -> bool:
         async with self.engine.begin() as conn:  # Core, not the ORM: this runs once per message
-            await conn.execute(update(table).where(table.c.id == outbox_id).values(**values))
+            result = await conn.execute(update(OUTBOX).where(*_held(item)).values(**values))
+        return _applied(item, result.rowcount)
 
     async def outbox_counts(self) -> dict[str, int]:
         """Rows per status."""
@@ -597,6 +602,24 @@ class Store:
             b = (await s.execute(leased)).scalar_one_or_none()
             times = [t for t in (a, b) if t is not None]
             return min(times) if times else None
+
+
+def _held(item: OutboxItem) -> tuple[Any, ...]:
+    """The row is still ours: sending, under this very claim (not re-claimed after our lease)."""
+    table = OUTBOX
+    return (
+        table.c.id == item.id,
+        table.c.status == SENDING,
+        table.c.claimed_by == item.claimed_by,
+        table.c.claimed_until == item.claimed_until,
+    )
+
+
+def _applied(item: OutboxItem, rowcount: int) -> bool:
+    if rowcount:
+        return True
+    log.info("outbox row %d: claim by %s lost (lease over, re-claimed); write ignored", item.id, item.claimed_by)
+    return False
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

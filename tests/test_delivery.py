@@ -7,6 +7,7 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,14 @@ from bot.delivery import (
     RateLimiter,
     RecipientGone,
     RetryAfter,
+    Target,
     TransientSendError,
 )
+from bot.digest import Digest
 from bot.store import FAILED, GONE, SENT, Store
 from tests.digest_support import (
     BACKENDS,
+    FakeClock,
     RecordingSender,
     create_pg_database,
     drop_pg_database,
@@ -187,3 +191,62 @@ async def test_rows_whose_lease_ran_out_while_paused_are_not_sent_by_the_old_cla
     await drainer.run(until_idle=True)
     assert Counter(sender.chats()) == {"1": 1, "2": 1, "3": 1}  # claimed again after the lease, sent once
     assert await store.outbox_counts() == {SENT: 3}
+
+
+class HangingSender(RecordingSender):
+    """A RecordingSender whose sends wait for `release` (then fail with `then`, if set)."""
+
+    def __init__(self, then: BaseException | None = None) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.attempted = asyncio.Event()
+        self.then = then
+
+    async def wait_attempts(self, n: int) -> None:
+        """Return once `n` sends have started."""
+        while len(self.attempts) < n:
+            self.attempted.clear()
+            await self.attempted.wait()
+
+    async def send(self, target: Target, message: Digest) -> None:
+        """Record the attempt, hang until released, then fail or record the message."""
+        self.attempts.append((target.chat_id, asyncio.get_running_loop().time()))
+        self.attempted.set()
+        await self.release.wait()
+        if self.then is not None:
+            raise self.then
+        self.sent.append((target, message, asyncio.get_running_loop().time()))
+
+
+async def test_a_worker_whose_lease_ran_out_cannot_undo_the_new_owners_result(store: Store) -> None:
+    await enqueue(store, ["1", "2", "3"])
+    slow = HangingSender(then=TransientSendError("502 after a long stall"))
+    a = Drainer(store, slow, limits=FAST, concurrency=3, worker_id="a", poll=0.02, backoff=0.01)
+    a_run = asyncio.create_task(a.run(until_idle=True))
+    await asyncio.wait_for(slow.wait_attempts(3), 10)
+    fast = RecordingSender()
+    later = FakeClock(datetime.now(UTC) + timedelta(hours=1))  # b looks after a's leases ran out
+    await Drainer(store, fast, limits=FAST, worker_id="b", poll=0.02, clock=later).run(until_idle=True)
+    assert sorted(fast.chats()) == ["1", "2", "3"]
+    slow.release.set()  # a's sends now fail late: its retries must not put b's sent rows back
+    report = await asyncio.wait_for(a_run, 10)
+    assert slow.sent == [] and len(slow.attempts) == 3 and report.retried == 3
+    assert await store.outbox_counts() == {SENT: 3}
+    for chat in ("1", "2", "3"):
+        (entry,) = await store.history((await store.subscription("telegram", chat)).id)  # type: ignore[union-attr]
+        assert (entry.attempts, entry.last_error) == (0, None)
+
+
+async def test_a_send_is_cut_off_before_its_lease_ends_and_retried(store: Store) -> None:
+    await enqueue(store, ["1"])
+    sender = HangingSender()
+    drainer = Drainer(store, sender, limits=FAST, lease=1.0, backoff=0.05, poll=0.02)
+    began = time.monotonic()
+    run = asyncio.create_task(drainer.run(until_idle=True))
+    await asyncio.wait_for(sender.wait_attempts(2), 10)  # the first send was cut off, the retry began
+    assert time.monotonic() - began < 1.0  # within the lease (minus its margin)
+    sender.release.set()
+    report = await asyncio.wait_for(run, 10)
+    assert report.retried == 1 and report.sent == 1 and len(sender.sent) == 1
+    (entry,) = await store.history((await store.subscription("telegram", "1")).id)  # type: ignore[union-attr]
+    assert (entry.status, entry.attempts) == (SENT, 1)

@@ -121,7 +121,7 @@ async def test_claim_takes_due_rows_once_and_again_after_the_lease(store: Store)
     rest = await store.claim("w2", 10, lease=30, now=T0)
     assert len(rest) == 1 and rest[0].id not in {c.id for c in claimed}
     assert await store.claim("w3", 10, lease=30, now=T0 + timedelta(seconds=10)) == []
-    await store.mark_sent(claimed[0].id, T0)
+    await store.mark_sent(claimed[0], T0)
     expired = await store.claim("w3", 10, lease=30, now=T0 + timedelta(seconds=31))
     assert {c.id for c in expired} == {claimed[1].id, rest[0].id}  # the dead worker's rows
     assert (await store.outbox_counts()) == {SENT: 1, SENDING: 2}
@@ -131,12 +131,12 @@ async def test_deferred_rows_wait_and_count_attempts(store: Store) -> None:
     sub = await subscribe(store, "1")
     await store.create_digest(sub, "p", builder({"sections": []}, {}), T0)
     (item,) = await store.claim("w", 5, 30, T0)
-    await store.defer(item.id, T0 + timedelta(minutes=1), error="boom", attempt=True)
+    await store.defer(item, T0 + timedelta(minutes=1), error="boom", attempt=True)
     assert await store.claim("w", 5, 30, T0 + timedelta(seconds=59)) == []
     assert await store.next_due() == T0 + timedelta(minutes=1)
     (again,) = await store.claim("w", 5, 30, T0 + timedelta(minutes=1))
     assert again.attempts == 1
-    await store.mark_failed(again.id, "still boom")
+    await store.mark_failed(again, "still boom")
     (entry,) = await store.history(sub)
     assert (entry.status, entry.attempts, entry.last_error) == (FAILED, 2, "still boom")
     assert await store.next_due() is None
@@ -146,7 +146,7 @@ async def test_gone_recipient_deactivates_the_subscription(store: Store) -> None
     sub = await subscribe(store, "1")
     await store.create_digest(sub, "p", builder({"sections": []}, {}), T0)
     (item,) = await store.claim("w", 5, 30, T0)
-    await store.mark_gone(item.id, "Forbidden: bot was blocked by the user")
+    await store.mark_gone(item, "Forbidden: bot was blocked by the user")
     found = await store.subscription_by_id(sub)
     assert found is not None and not found.active
     assert await store.outbox_counts() == {GONE: 1}
@@ -166,3 +166,30 @@ async def test_concurrent_claims_never_share_a_row(store: Store) -> None:
     results = await asyncio.gather(*(worker(f"w{i}") for i in range(4)))
     ids = [i for r in results for i in r]
     assert len(ids) == len(set(ids)) == 60
+
+
+async def test_writes_of_a_claim_that_was_lost_change_nothing(store: Store) -> None:
+    sub = await subscribe(store, "1")
+    await store.create_digest(sub, "p", builder({"sections": []}, {}), T0)
+    (old,) = await store.claim("w1", 5, lease=30, now=T0)
+    (new,) = await store.claim("w2", 5, lease=30, now=T0 + timedelta(seconds=31))  # w1's lease ran out
+    assert (new.id, new.claimed_by, new.claimed_until) == (old.id, "w2", T0 + timedelta(seconds=61))
+    assert await store.mark_sent(new, T0 + timedelta(seconds=32)) is True
+    # w1 comes back late: none of its writes may touch the row w2 finished
+    assert await store.defer(old, T0, error="late", attempt=True) is False
+    assert await store.mark_failed(old, "late") is False
+    assert await store.mark_sent(old, T0) is False
+    assert await store.mark_gone(old, "late") is False
+    (entry,) = await store.history(sub)
+    assert (entry.status, entry.attempts, entry.last_error) == (SENT, 0, None)
+    assert entry.sent_at == T0 + timedelta(seconds=32)
+    assert await store.claim("w3", 5, lease=30, now=T0 + timedelta(hours=1)) == []
+
+
+async def test_a_claim_expired_but_not_taken_over_may_still_be_written(store: Store) -> None:
+    sub = await subscribe(store, "1")
+    await store.create_digest(sub, "p", builder({"sections": []}, {}), T0)
+    (item,) = await store.claim("w1", 5, lease=30, now=T0)
+    assert await store.defer(item, T0 + timedelta(minutes=5), error="slow", attempt=True) is True
+    (entry,) = await store.history(sub)
+    assert (entry.status, entry.attempts) == (PENDING, 1)
