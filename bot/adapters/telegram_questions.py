@@ -63,6 +63,11 @@ class AnswerCache:
             return None
         return found[1]
 
+    def move(self, key: str, chat_id: int) -> None:
+        """Bind an answer to the chat it was actually sent to (a group that became a supergroup)."""
+        if key in self._answers:
+            self._answers[key] = (chat_id, self._answers[key][1])
+
     def expand(self, key: str) -> bool:
         """True the first time an answer's further quotes are asked for, False after that."""
         if key in self._expanded:
@@ -193,11 +198,13 @@ async def reply_answer(
     key = answers.put(answer, message.chat.id)
     buttons = range(min(shown, len(answer.quotes)))
     more = len(answer.quotes) - shown
-    await sender.send(
+    sent = await sender.send(
         bot, message.chat.id, render.telegram_answer(answer, shown),
         reply_markup=answer_keyboard(key, answer, buttons, more=more),
         reply_to=None if message.chat.type == ChatType.PRIVATE else message.message_id,
     )
+    if sent.chat_id != message.chat.id:
+        answers.move(key, sent.chat_id)
 
 
 def answer_keyboard(key: str, answer: Answer, quotes: Iterable[int], more: int = 0) -> InlineKeyboardMarkup | None:

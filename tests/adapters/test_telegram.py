@@ -658,3 +658,13 @@ async def test_a_button_is_answered_while_its_chat_waits_for_an_answer(seed_brie
         finally:
             release.set()
         await tg.server.wait_sent(3, chat_id=USER)
+
+
+async def test_buttons_work_in_a_group_that_became_a_supergroup(tg: RunningBot) -> None:
+    tg.server.fail_next("sendMessage", chat_id=-7, error_code=400, migrate_to_chat_id=-1007,
+                        description="Bad Request: group chat was upgraded to a supergroup chat")
+    mark = tg.server.mark()
+    tg.server.push_message(f"/ask {QUESTION}", user_id=USER, chat_id=-7, chat_type="group")
+    [reply] = await tg.server.wait_sent(1, chat_id=-1007, since=mark)
+    [context] = await tg.press(reply, "¶")
+    assert quotes_of(context)
