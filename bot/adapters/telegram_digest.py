@@ -7,8 +7,9 @@ workflow data as `digests` (and `subscribers`, for /stats); its shutdown hook cl
 only translate: chat -> target, words -> service call, result -> reply. A bad time or zone raises
 InputError, which the main adapter's error handler turns into the message (with an example).
 
-Who may subscribe what: anyone their private chat; in a group or for a channel (by @name or id)
-the bot's admins (TELEGRAM_ADMIN_IDS) or the chat's own administrators.
+Who may subscribe what (and force a /digest): anyone their private chat; in a group or for a channel
+(by @name or id) the bot's admins (TELEGRAM_ADMIN_IDS) or the chat's own administrators. Replies go
+through the injected TelegramSender (flood control, gone chats).
 """
 
 from __future__ import annotations
