@@ -19,9 +19,10 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.config import Settings
 from bot.digest import Digest
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 
 INLINE_WAIT = 1.5  # a chat busy for longer than this goes back to the outbox instead of blocking a worker
 LEASE_MARGIN = 0.2  # share of the lease kept free after a send's deadline, for recording its outcome
+
+
+class DrainerFailed(BriefbotError):
+    """A delivery worker died unexpectedly, so the drainer stopped."""
 
 
 class SendError(BriefbotError):
@@ -188,6 +193,7 @@ class Drainer:
         self.poll = poll
         self.report = DrainReport()
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()
 
     @classmethod
     def from_settings(cls, store: Store, sender: Sender, settings: Settings, **kwargs: object) -> Drainer:
@@ -206,28 +212,44 @@ class Drainer:
         """Drain forever (or, with until_idle, until nothing is due within idle_horizon seconds)."""
         # claimed rows wait here: at most 2 x concurrency, sent within seconds, well inside the lease
         queue: asyncio.Queue[OutboxItem] = asyncio.Queue(maxsize=2 * self.concurrency)
-        workers = [asyncio.create_task(self._work(queue)) for _ in range(self.concurrency)]
+        self._room = asyncio.Event()
+        workers = {asyncio.create_task(self._work(queue)) for _ in range(self.concurrency)}
         try:
             while True:
                 room = queue.maxsize - queue.qsize()
                 if room < self.concurrency:  # claim in batches, not a row at a time
-                    await asyncio.sleep(0.005)
+                    self._room.clear()
+                    await self._watch(workers, self._room.wait())
                     continue
                 items = await self.store.claim(self.worker_id, room, self.lease, self.clock.now())
                 for item in items:
                     queue.put_nowait(item)
                 if items:
                     continue
-                await queue.join()  # in-flight sends may defer rows that are due soon
+                await self._watch(workers, queue.join())  # in-flight sends may defer rows due soon
                 due = await self.store.next_due()
                 wait = self.poll if due is None else (due - self.clock.now()).total_seconds()
                 if until_idle and (due is None or wait > idle_horizon):
                     return self.report
-                await self._sleep(min(max(wait, 0.0), self.poll))
+                await self._watch(workers, self._sleep(min(max(wait, 0.0), self.poll)))
         finally:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+
+    @staticmethod
+    async def _watch(workers: set[asyncio.Task[None]], waiting: Coroutine[Any, Any, Any]) -> None:
+        """Await `waiting`, raising DrainerFailed as soon as a worker task has died."""
+        task = asyncio.ensure_future(waiting)
+        try:
+            await asyncio.wait({task, *workers}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            task.cancel()
+        for worker in workers:
+            if worker.done():
+                cause = None if worker.cancelled() else worker.exception()
+                raise DrainerFailed(f"a delivery worker stopped: {cause!r}") from cause
+        task.result()
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -241,8 +263,12 @@ class Drainer:
             item = await queue.get()
             try:
                 await self.deliver(item)
+            except Exception as exc:  # the store failed: keep the worker; the row's lease brings it back
+                self.report.errors.append(f"{type(exc).__name__}: {exc}")
+                log.exception("outbox row %d: outcome not recorded; it is retried after its lease", item.id)
             finally:
                 queue.task_done()
+                self._room.set()
 
     async def deliver(self, item: OutboxItem) -> None:
         """Send one claimed row and record the outcome (every write is scoped to the claim)."""

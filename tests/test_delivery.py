@@ -15,6 +15,7 @@ import pytest
 
 from bot.delivery import (
     Drainer,
+    DrainerFailed,
     Limits,
     PermanentSendError,
     RateLimiter,
@@ -24,7 +25,7 @@ from bot.delivery import (
     TransientSendError,
 )
 from bot.digest import Digest
-from bot.store import FAILED, GONE, SENT, Store
+from bot.store import FAILED, GONE, SENT, OutboxItem, Store
 from tests.digest_support import (
     BACKENDS,
     FakeClock,
@@ -250,3 +251,47 @@ async def test_a_send_is_cut_off_before_its_lease_ends_and_retried(store: Store)
     assert report.retried == 1 and report.sent == 1 and len(sender.sent) == 1
     (entry,) = await store.history((await store.subscription("telegram", "1")).id)  # type: ignore[union-attr]
     assert (entry.status, entry.attempts) == (SENT, 1)
+
+
+class FlakyStore(Store):
+    """The same database, but the first `failures` mark_sent calls raise (a dropped connection)."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        super().__init__(store.engine)
+        self.failures = failures
+
+    async def mark_sent(self, item: OutboxItem, now: datetime | None = None) -> bool:
+        """Fail the first calls like a lost connection, then record normally."""
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError("connection reset by peer")
+        return await super().mark_sent(item, now)
+
+
+async def test_store_errors_in_a_worker_do_not_stall_delivery(store: Store) -> None:
+    await enqueue(store, [str(i) for i in range(6)])
+    flaky = FlakyStore(store, failures=4)
+    sender = RecordingSender()
+    drainer = Drainer(flaky, sender, limits=FAST, concurrency=2, lease=0.5, poll=0.05)
+    report = await asyncio.wait_for(drainer.run(until_idle=True), 20)
+    assert await store.outbox_counts() == {SENT: 6}
+    assert set(sender.chats()) == {str(i) for i in range(6)}
+    assert len(sender.sent) == 6 + 4  # the rows whose outcome was lost were sent again after their lease
+    assert len(report.errors) == 4
+
+
+class WorkerCrash(BaseException):
+    """Something no per-row handler catches."""
+
+
+async def test_a_dead_worker_stops_the_drainer_instead_of_stalling_it(store: Store) -> None:
+    await enqueue(store, ["1", "2"])
+    drainer = Drainer(store, RecordingSender(), limits=FAST, concurrency=1, poll=0.05)
+
+    async def crash(item: OutboxItem) -> None:
+        raise WorkerCrash
+
+    drainer.deliver = crash  # type: ignore[method-assign]
+    with pytest.raises(DrainerFailed) as failed:
+        await asyncio.wait_for(drainer.run(), 10)
+    assert isinstance(failed.value.__cause__, WorkerCrash)
