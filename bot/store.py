@@ -425,13 +425,19 @@ class Store:
     async def create_digest(
         self, subscription_id: int, period: str, build: DigestBuilder, now: datetime | None = None
     ) -> int | None:
-        """Insert the (subscription, period) outbox row and fill it, in one transaction.
+        """Insert the (subscription, period) outbox row and fill it, the subscription locked meanwhile.
 
         Returns the row id, or None when that period already has a row (the job fired twice, or on
         two instances). `build` gets what the subscriber saw and returns the payload (None: nothing
-        new, the row is kept as 'empty' so the period is done) and what it has now seen.
+        new, the row is kept as 'empty' so the period is done) and what it has now seen. It runs
+        before the write transaction; only when another digest of the subscription committed in
+        between is it run again, inside, so two digests never both claim the same news.
         """
         now = now or _now()
+        if await self.has_period(subscription_id, period):
+            return None
+        seen = await self.seen(subscription_id)
+        payload, now_seen = await build(seen)
         stmt = (
             self._insert(OUTBOX)
             .values(
@@ -442,10 +448,16 @@ class Store:
             .returning(OUTBOX.c.id)
         )
         async with self.transaction() as s:
+            if self.dialect == "postgresql":  # one digest of a subscription at a time (SQLite: one writer)
+                await s.execute(
+                    select(SubscriptionRow.id)
+                    .where(SubscriptionRow.id == subscription_id)
+                    .with_for_update(key_share=True)  # FOR NO KEY UPDATE: outbox inserts still pass
+                )
             row_id = (await s.execute(stmt)).scalar_one_or_none()
             if row_id is None:
                 return None
-            seen = {
+            current = {
                 r[0]: r[1]
                 for r in await s.execute(
                     select(DigestStateRow.source_id, DigestStateRow.content_hash).where(
@@ -453,7 +465,8 @@ class Store:
                     )
                 )
             }
-            payload, now_seen = await build(seen)
+            if current != seen:  # another digest of this subscription got in first
+                payload, now_seen = await build(current)
             if payload is not None:
                 await s.execute(
                     delete(DigestStateRow).where(DigestStateRow.subscription_id == subscription_id)

@@ -193,3 +193,22 @@ async def test_a_claim_expired_but_not_taken_over_may_still_be_written(store: St
     assert await store.defer(item, T0 + timedelta(minutes=5), error="slow", attempt=True) is True
     (entry,) = await store.history(sub)
     assert (entry.status, entry.attempts) == (PENDING, 1)
+
+
+async def test_concurrent_digests_of_one_subscription_are_serialised(store: Store) -> None:
+    subs = [await subscribe(store, str(i)) for i in range(20)]
+
+    async def build(seen: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        await asyncio.sleep(0.01)
+        news = None if seen.get("a") == "h1" else {"sections": [{"source": "a", "since": dict(seen)}]}
+        return news, {"a": "h1"}
+
+    # /digest tapped twice: two periods of one subscription at once, for 20 subscriptions
+    rows = await asyncio.gather(
+        *(store.create_digest(sub, period, build, T0) for sub in subs for period in ("m1", "m2"))
+    )
+    assert all(row is not None for row in rows)
+    assert await store.outbox_counts() == {PENDING: 20, EMPTY: 20}  # the second had nothing new
+    for sub in subs:
+        assert await store.seen(sub) == {"a": "h1"}
+        assert sorted(h.status for h in await store.history(sub)) == [EMPTY, PENDING]
