@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.answer import Answer, Quote
 from bot.briefing import SourceInfo
-from bot.render import NOT_ANSWERED_TEXT, citation
+from bot.render import NOT_ANSWERED_TEXT, answer_line, citation, passages_label
 
 # ---- Discord -------------------------------------------------------------------------------------
 # Replies are embeds, as Discord's JSON embed objects (so discord.py is not imported here), built from
@@ -53,11 +53,11 @@ def discord_answer(answer: Answer) -> list[DiscordMessage]:
     """An answer as Discord messages: the answer line, then every quote with its citation."""
     if not answer.answered or not answer.quotes:
         return [DiscordMessage(content=NOT_ANSWERED_TEXT)]
-    if answer.text and all(answer.text != q.text for q in answer.quotes):
-        header = f"**Answer:** {discord_escape(answer.text)}"
+    line = answer_line(answer)
+    if line is not None:
+        header = f"**Answer:** {discord_escape(line)}"
     else:
-        many = f"{len(answer.quotes)} passages" if len(answer.quotes) > 1 else "1 passage"
-        header = f"**From the sources** ({many}):"
+        header = f"**From the sources** ({passages_label(answer)}):"
     fields = [f for number, quote in enumerate(answer.quotes, 1) for f in _discord_quote_fields(quote, number)]
     return _discord_pack(header, fields)
 

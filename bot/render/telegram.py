@@ -18,7 +18,7 @@ from aiogram.utils.formatting import Text as FText
 
 from bot.answer import Answer, Quote
 from bot.briefing import SourceInfo
-from bot.render import NOT_ANSWERED_TEXT, citation
+from bot.render import NOT_ANSWERED_TEXT, answer_line, citation, passages_label
 
 # ---- Telegram ------------------------------------------------------------------------------------
 # Messages are built as aiogram.utils.formatting nodes: text and entities come out together, so
@@ -78,11 +78,11 @@ def telegram_answer(answer: Answer, shown: int) -> list[FText]:
     if not answer.answered or not answer.quotes:
         return [FText(NOT_ANSWERED_TEXT)]
     quotes = answer.quotes[:shown]
-    if answer.text and all(answer.text != q.text for q in answer.quotes):
-        header: FText = FText(Bold("Answer: "), answer.text)
+    line = answer_line(answer)
+    if line is not None:
+        header: FText = FText(Bold("Answer: "), line)
     else:
-        many = f"{len(answer.quotes)} passages" if len(answer.quotes) > 1 else "1 passage"
-        header = FText(Bold("From the sources"), f" ({many}):")
+        header = FText(Bold("From the sources"), f" ({passages_label(answer)}):")
     return split_message([header, *(_quote_block(q, n) for n, q in enumerate(quotes, 1))])
 
 

@@ -9,14 +9,17 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.answer import Answer
-from bot.render import NOT_ANSWERED_TEXT, citation
+from bot.render import NOT_ANSWERED_TEXT, answer_line, citation
 
 
 def answer_terminal(answer: Answer) -> RenderableType:
-    """An answer for the terminal: the quotes as panels titled with their citations."""
+    """An answer for the terminal: its own words if any, then the quotes as panels with citations."""
     if not answer.answered:
         return Text(NOT_ANSWERED_TEXT, style="yellow")
     panels: list[RenderableType] = []
+    line = answer_line(answer)
+    if line is not None:
+        panels.append(Text(line, style="bold"))
     for number, quote in enumerate(answer.quotes, 1):
         panels.append(
             Panel(
