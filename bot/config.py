@@ -86,8 +86,10 @@ class Settings(BaseSettings):
     delivery_rate_per_chat: float = 1.0  # messages/s to one private chat
     delivery_group_per_minute: int = 20  # messages/min to one group or channel
     delivery_concurrency: int = 8  # sends in flight; bounds duplicates after a crash
-    delivery_max_attempts: int = 5
+    delivery_retry_window: float = 6 * 3600.0  # seconds after queueing that failures are still retried
+    delivery_max_attempts: int | None = None  # an optional cap on attempts besides the window
     delivery_backoff_seconds: float = 5.0  # first retry delay, doubled per attempt
+    delivery_backoff_max_seconds: float = 600.0  # retries of a long outage every ~10 minutes
     delivery_lease_seconds: float = 60.0  # a claimed row is re-claimable after this
 
     @field_validator("telegram_admin_ids", mode="before")

@@ -8,7 +8,8 @@ ever in flight. Claimed rows that were not yet sent are simply sent later, never
 
 Outcomes: sent; retry-after (the whole sender pauses, the row waits, no attempt counted); recipient
 gone (blocked, deleted, kicked: the subscription becomes inactive); other failures are retried with
-exponential backoff and recorded as failed after `max_attempts`.
+exponential backoff (capped) while within `retry_window` of the digest being queued, then recorded as
+failed; a permanent rejection fails at once.
 """
 
 from __future__ import annotations
@@ -174,8 +175,10 @@ class Drainer:
         *,
         limits: Limits | None = None,
         concurrency: int = 8,
-        max_attempts: int = 5,
+        max_attempts: int | None = None,
         backoff: float = 5.0,
+        backoff_max: float = 600.0,
+        retry_window: float = 6 * 3600.0,
         lease: float = 60.0,
         clock: Clock | None = None,
         worker_id: str | None = None,
@@ -187,6 +190,8 @@ class Drainer:
         self.concurrency = concurrency
         self.max_attempts = max_attempts
         self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.retry_window = retry_window
         self.lease = lease
         self.clock = clock or SystemClock()
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
@@ -201,6 +206,7 @@ class Drainer:
         return cls(
             store, sender, limits=Limits.from_settings(settings), concurrency=settings.delivery_concurrency,
             max_attempts=settings.delivery_max_attempts, backoff=settings.delivery_backoff_seconds,
+            backoff_max=settings.delivery_backoff_max_seconds, retry_window=settings.delivery_retry_window,
             lease=settings.delivery_lease_seconds, **kwargs,  # type: ignore[arg-type]
         )
 
@@ -322,16 +328,24 @@ class Drainer:
         return left - LEASE_MARGIN * self.lease
 
     async def _retry(self, item: OutboxItem, error: str) -> None:
+        """Retry a transient failure later, unless that would be past the retry window (or attempts)."""
         attempts = item.attempts + 1
-        if attempts >= self.max_attempts:
+        delay = self.backoff_delay(attempts)
+        retry_at = self._at(delay)
+        out_of_time = retry_at > item.created_at + timedelta(seconds=self.retry_window)
+        if out_of_time or (self.max_attempts is not None and attempts >= self.max_attempts):
             self.report.failed += 1
             self.report.errors.append(error)
             log.warning("giving up on outbox row %d after %d attempts: %s", item.id, attempts, error)
             await self.store.mark_failed(item, error)
             return
         self.report.retried += 1
-        delay = self.backoff * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
-        await self.store.defer(item, self._at(delay), error=error, attempt=True)
+        await self.store.defer(item, retry_at, error=error, attempt=True)
+
+    def backoff_delay(self, attempts: int) -> float:
+        """Seconds before retry number `attempts`: doubling from `backoff`, capped at `backoff_max`, ±20 %."""
+        base = min(self.backoff * 2.0 ** min(attempts - 1, 40), self.backoff_max)
+        return base * random.uniform(0.8, 1.2)
 
     def _at(self, seconds: float) -> datetime:
         return self.clock.now() + timedelta(seconds=seconds)

@@ -187,6 +187,7 @@ class OutboxItem:
     chat_kind: str
     claimed_by: str
     claimed_until: datetime
+    created_at: datetime  # when the digest was queued: retries are bounded by a window from here
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,6 +554,7 @@ class Store:
                 OutboxItem(
                     o.id, o.subscription_id, o.period, json.loads(o.payload) if o.payload else None,
                     o.attempts, sub.platform, sub.chat_id, sub.chat_kind, worker, until,
+                    o.created_at,
                 )
                 for o, sub in rows
             ]

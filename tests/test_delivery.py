@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bot.config import Settings
 from bot.delivery import (
     Drainer,
     DrainerFailed,
@@ -295,3 +296,42 @@ async def test_a_dead_worker_stops_the_drainer_instead_of_stalling_it(store: Sto
     with pytest.raises(DrainerFailed) as failed:
         await asyncio.wait_for(drainer.run(), 10)
     assert isinstance(failed.value.__cause__, WorkerCrash)
+
+
+async def test_transient_failures_are_retried_for_the_whole_window(store: Store) -> None:
+    await enqueue(store, ["1"])
+    sender = RecordingSender(failures={"1": [TransientSendError("502")] * 1000})
+    drainer = Drainer(store, sender, limits=FAST, backoff=0.02, backoff_max=0.05, retry_window=0.6, poll=0.02)
+    began = time.monotonic()
+    report = await asyncio.wait_for(drainer.run(until_idle=True), 10)
+    assert time.monotonic() - began >= 0.5 and report.failed == 1 and sender.sent == []
+    assert len(sender.attempts) > 8  # far more than a fixed handful of attempts: the window decides
+    (entry,) = await store.history((await store.subscription("telegram", "1")).id)  # type: ignore[union-attr]
+    assert entry.status == FAILED and entry.attempts == len(sender.attempts)
+
+
+async def test_default_policy_outlasts_an_outage_of_hours_then_gives_up(store: Store) -> None:
+    await enqueue(store, ["1"])
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    clock = FakeClock(datetime.now(UTC) + timedelta(seconds=1))
+    sender = RecordingSender(failures={"1": [TransientSendError("502")] * 1000})
+    drainer = Drainer(
+        store, sender, limits=FAST, clock=clock, max_attempts=settings.delivery_max_attempts,
+        backoff=settings.delivery_backoff_seconds, backoff_max=settings.delivery_backoff_max_seconds,
+        retry_window=settings.delivery_retry_window,
+    )
+    began, delays = clock.now(), []
+    while True:
+        (item,) = await store.claim("w", 1, settings.delivery_lease_seconds, clock.now())
+        await drainer.deliver(item)
+        (entry,) = await store.history(item.subscription_id)
+        if entry.status == FAILED:
+            break
+        due = await store.next_due()
+        assert due is not None
+        delays.append((due - clock.now()).total_seconds())
+        clock.current = due
+    outage = clock.now() - began
+    assert sum(delays[:4]) < 90 < sum(delays)  # the old policy gave up here, after ~75 s
+    assert timedelta(hours=5, minutes=45) < outage <= timedelta(hours=6)
+    assert max(delays) <= 600 * 1.2 and entry.attempts == len(sender.attempts) > 30
