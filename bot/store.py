@@ -58,6 +58,7 @@ from bot.errors import StoreError
 log = logging.getLogger(__name__)
 
 PENDING, SENDING, SENT, EMPTY, FAILED, GONE = "pending", "sending", "sent", "empty", "failed", "gone"
+CANCELLED = "cancelled"  # queued, then the subscription ended (unsubscribed or gone) before it went out
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK = 4_251_907_311  # pg_advisory_xact_lock key: one migrator at a time
 
@@ -518,7 +519,11 @@ class Store:
     async def claim(
         self, worker: str, limit: int, lease: float, now: datetime | None = None
     ) -> list[OutboxItem]:
-        """Claim up to `limit` due rows for `worker` until now + lease (SKIP LOCKED on PostgreSQL)."""
+        """Claim up to `limit` due rows for `worker` until now + lease (SKIP LOCKED on PostgreSQL).
+
+        Rows queued before their subscription ended (unsubscribed, or the chat is gone) are closed as
+        'cancelled' instead; a /digest of a chat without an active subscription is still sent.
+        """
         now = now or _now()
         until = now + timedelta(seconds=lease)
         table = OUTBOX
@@ -550,14 +555,25 @@ class Store:
                 .where(OutboxRow.id.in_(ids))
                 .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
             )
-            return [
-                OutboxItem(
-                    o.id, o.subscription_id, o.period, json.loads(o.payload) if o.payload else None,
-                    o.attempts, sub.platform, sub.chat_id, sub.chat_kind, worker, until,
-                    o.created_at,
+            items, cancelled = [], []
+            for o, sub in rows:
+                if not sub.active and o.created_at < sub.updated_at:  # ended after this was queued
+                    cancelled.append(o.id)
+                    continue
+                items.append(
+                    OutboxItem(
+                        o.id, o.subscription_id, o.period, json.loads(o.payload) if o.payload else None,
+                        o.attempts, sub.platform, sub.chat_id, sub.chat_kind, worker, until,
+                        o.created_at,
+                    )
                 )
-                for o, sub in rows
-            ]
+            if cancelled:
+                await s.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_(cancelled))
+                    .values(status=CANCELLED, claimed_until=None)
+                )
+            return items
 
     async def mark_sent(self, item: OutboxItem, now: datetime | None = None) -> bool:
         """The message went out (False: the claim was lost, nothing written)."""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from bot.store import EMPTY, FAILED, GONE, PENDING, SENDING, SENT, Store
+from bot.store import CANCELLED, EMPTY, FAILED, GONE, PENDING, SENDING, SENT, Store
 from tests.digest_support import BACKENDS, create_pg_database, drop_pg_database, open_store, pg_fixture_url
 
 T0 = datetime(2026, 3, 1, 7, 0, tzinfo=UTC)
@@ -212,3 +212,21 @@ async def test_concurrent_digests_of_one_subscription_are_serialised(store: Stor
     for sub in subs:
         assert await store.seen(sub) == {"a": "h1"}
         assert sorted(h.status for h in await store.history(sub)) == [EMPTY, PENDING]
+
+
+async def test_claim_cancels_digests_of_subscriptions_that_ended_after_queueing(store: Store) -> None:
+    kept, left, gone = [await subscribe(store, chat) for chat in ("kept", "left", "gone")]
+    for sub in (kept, left, gone):
+        await store.create_digest(sub, "p", builder({"sections": []}, {}), T0)
+    await store.create_digest(gone, "p2", builder({"sections": []}, {}), T0)
+    later = T0 + timedelta(minutes=1)
+    assert await store.unsubscribe("telegram", "left", now=later)
+    first = await store.claim("w0", 10, 30, T0)  # a worker that then stalls, except for one send
+    gone_item = next(i for i in first if (i.chat_id, i.period) == ("gone", "p"))
+    await store.mark_gone(gone_item, "Forbidden: bot was blocked by the user", now=later)
+    # /digest from the chat that unsubscribed: asked for after the end, so it is sent
+    await store.create_digest(left, "manual", builder({"sections": []}, {}), later + timedelta(seconds=1))
+    claimed = await store.claim("w1", 10, 30, T0 + timedelta(hours=1))
+    assert sorted((i.chat_id, i.period) for i in claimed) == [("kept", "p"), ("left", "manual")]
+    assert await store.outbox_counts() == {SENDING: 2, CANCELLED: 2, GONE: 1}
+    assert [h.status for h in await store.history(left)] == [SENDING, CANCELLED]
