@@ -183,6 +183,7 @@ class Drainer:
         clock: Clock | None = None,
         worker_id: str | None = None,
         poll: float = 1.0,
+        stop_grace: float = 10.0,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -196,6 +197,9 @@ class Drainer:
         self.clock = clock or SystemClock()
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.poll = poll
+        self.stop_grace = stop_grace
+        self._stopping = asyncio.Event()
+        self._held: dict[int, OutboxItem] = {}  # claimed by this drainer and not yet dealt with
         self.report = DrainReport()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
@@ -210,18 +214,31 @@ class Drainer:
             lease=settings.delivery_lease_seconds, **kwargs,  # type: ignore[arg-type]
         )
 
+    def stop(self) -> None:
+        """Stop claiming; run() lets in-flight sends finish (up to stop_grace), returns the rest, ends."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether stop() was called."""
+        return self._stopping.is_set()
+
+    async def stopped(self) -> None:
+        """Return once stop() was called."""
+        await self._stopping.wait()
+
     def wake(self) -> None:
         """Look at the outbox now (a row was just enqueued)."""
         self._wake.set()
 
     async def run(self, *, until_idle: bool = False, idle_horizon: float = 30.0) -> DrainReport:
-        """Drain forever (or, with until_idle, until nothing is due within idle_horizon seconds)."""
+        """Drain until stop() (or, with until_idle, until nothing is due within idle_horizon seconds)."""
         # claimed rows wait here: at most 2 x concurrency, sent within seconds, well inside the lease
         queue: asyncio.Queue[OutboxItem] = asyncio.Queue(maxsize=2 * self.concurrency)
         self._room = asyncio.Event()
         workers = {asyncio.create_task(self._work(queue)) for _ in range(self.concurrency)}
         try:
-            while True:
+            while not self.stopping:
                 room = queue.maxsize - queue.qsize()
                 if room < self.concurrency:  # claim in batches, not a row at a time
                     self._room.clear()
@@ -229,6 +246,7 @@ class Drainer:
                     continue
                 items = await self.store.claim(self.worker_id, room, self.lease, self.clock.now())
                 for item in items:
+                    self._held[item.id] = item
                     queue.put_nowait(item)
                 if items:
                     continue
@@ -238,24 +256,51 @@ class Drainer:
                 if until_idle and (due is None or wait > idle_horizon):
                     return self.report
                 await self._watch(workers, self._sleep(min(max(wait, 0.0), self.poll)))
+            await self._finish_in_flight(queue)
+            return self.report
         finally:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            await self._release()
 
-    @staticmethod
-    async def _watch(workers: set[asyncio.Task[None]], waiting: Coroutine[Any, Any, Any]) -> None:
-        """Await `waiting`, raising DrainerFailed as soon as a worker task has died."""
-        task = asyncio.ensure_future(waiting)
+    async def _finish_in_flight(self, queue: asyncio.Queue[OutboxItem]) -> None:
+        """On stop: drop the rows not yet started and give the sends under way stop_grace to end."""
+        while not queue.empty():
+            queue.get_nowait()
+            queue.task_done()
         try:
-            await asyncio.wait({task, *workers}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait_for(queue.join(), self.stop_grace)
+        except TimeoutError:
+            log.warning("sends still in flight after %.0f s; cancelled", self.stop_grace)
+
+    async def _release(self) -> None:
+        """Give this drainer's claimed but unsent rows back to the outbox for the next claim."""
+        held, self._held = list(self._held.values()), {}
+        if not held:
+            return
+        try:
+            returned = await self.store.release(held)
+        except Exception:  # the store is down: the rows' leases bring them back instead
+            log.exception("could not return %d claimed outbox rows; they come back after their lease", len(held))
+            return
+        log.info("returned %d of %d claimed outbox rows to the outbox", returned, len(held))
+
+    async def _watch(self, workers: set[asyncio.Task[None]], waiting: Coroutine[Any, Any, Any]) -> None:
+        """Await `waiting` (or stop()), raising DrainerFailed as soon as a worker task has died."""
+        task = asyncio.ensure_future(waiting)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stop, *workers}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             task.cancel()
+            stop.cancel()
         for worker in workers:
             if worker.done():
                 cause = None if worker.cancelled() else worker.exception()
                 raise DrainerFailed(f"a delivery worker stopped: {cause!r}") from cause
-        task.result()
+        if task.done() and not task.cancelled():
+            task.result()
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -275,6 +320,7 @@ class Drainer:
             finally:
                 queue.task_done()
                 self._room.set()
+            self._held.pop(item.id, None)  # not reached when cancelled mid-send: released on stop
 
     async def deliver(self, item: OutboxItem) -> None:
         """Send one claimed row and record the outcome (every write is scoped to the claim)."""

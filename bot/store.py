@@ -613,6 +613,17 @@ class Store:
             )
         return _applied(item, result.rowcount)  # type: ignore[attr-defined]
 
+    async def release(self, items: list[OutboxItem]) -> int:
+        """Return claimed rows that were not sent to pending, each only if still under its claim."""
+        released = 0
+        async with self.engine.begin() as conn:
+            for item in items:
+                result = await conn.execute(
+                    update(OUTBOX).where(*_held(item)).values(status=PENDING, claimed_until=None)
+                )
+                released += result.rowcount
+        return released
+
     async def _set(self, item: OutboxItem, **values: Any) -> bool:
         async with self.engine.begin() as conn:  # Core, not the ORM: this runs once per message
             result = await conn.execute(update(OUTBOX).where(*_held(item)).values(**values))

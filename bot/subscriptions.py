@@ -57,6 +57,7 @@ class DigestService:
         self.drainer = drainer
         self.platform = platform
         self.clock = clock or SystemClock()
+        self._drain_task: asyncio.Task[None] | None = None
 
     @classmethod
     @asynccontextmanager
@@ -79,28 +80,38 @@ class DigestService:
             )
             drainer = Drainer.from_settings(store, sender, settings)
             service = cls(settings, store, digester, scheduler, drainer, platform=platform, clock=clock)
-            task = asyncio.create_task(service._drain_forever()) if drain else None
+            if drain:
+                service._drain_task = asyncio.create_task(service._drain_forever())
             try:
                 await scheduler.start()
                 yield service
             finally:
                 scheduler.shutdown()
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await service.stop()
         finally:
             await store.close()
 
+    async def stop(self) -> None:
+        """Stop delivery: no new claims, in-flight sends finish (bounded), unsent claimed rows go back."""
+        self.drainer.stop()
+        task, self._drain_task = self._drain_task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(task, self.drainer.stop_grace + 5.0)  # cancelled when it overruns
+        except TimeoutError:
+            log.warning("the digest drainer did not stop in time; cancelled")
+
     async def _drain_forever(self) -> None:
-        while True:
+        while not self.drainer.stopping:
             try:
                 await self.drainer.run()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("the digest drainer stopped; restarting it in 5 s")
-                await asyncio.sleep(5)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.drainer.stopped(), 5)
 
     async def subscribe(
         self, chat_id: str, words: list[str], *, chat_kind: str = "private", created_by: str | None = None

@@ -26,13 +26,16 @@ from bot.delivery import (
     TransientSendError,
 )
 from bot.digest import Digest
-from bot.store import FAILED, GONE, SENT, OutboxItem, Store
+from bot.store import FAILED, GONE, PENDING, SENT, OutboxItem, Store
+from bot.subscriptions import DigestService
 from tests.digest_support import (
     BACKENDS,
     FakeClock,
     RecordingSender,
     create_pg_database,
+    document,
     drop_pg_database,
+    fake_index,
     open_store,
     pg_fixture_url,
 )
@@ -335,3 +338,48 @@ async def test_default_policy_outlasts_an_outage_of_hours_then_gives_up(store: S
     assert sum(delays[:4]) < 90 < sum(delays)  # the old policy gave up here, after ~75 s
     assert timedelta(hours=5, minutes=45) < outage <= timedelta(hours=6)
     assert max(delays) <= 600 * 1.2 and entry.attempts == len(sender.attempts) > 30
+
+
+async def test_stop_finishes_sends_in_flight_and_returns_the_rest(store: Store) -> None:
+    await enqueue(store, [str(i) for i in range(6)])
+    sender = HangingSender()
+    drainer = Drainer(store, sender, limits=FAST, concurrency=2, worker_id="a", poll=0.05)
+    run = asyncio.create_task(drainer.run())
+    await asyncio.wait_for(sender.wait_attempts(2), 10)
+    drainer.stop()
+    await asyncio.sleep(0.05)
+    assert not run.done()  # the two sends under way are waited for
+    sender.release.set()
+    report = await asyncio.wait_for(run, 5)
+    assert report.sent == 2 and len(sender.attempts) == 2  # nothing new started after stop()
+    assert await store.outbox_counts() == {SENT: 2, PENDING: 4}  # claimed, unsent: back at once
+    other = RecordingSender()
+    await Drainer(store, other, limits=FAST, worker_id="b").run(until_idle=True)  # no lease to wait out
+    assert sorted(sender.chats() + other.chats(), key=int) == [str(i) for i in range(6)]
+
+
+async def test_stop_cancels_sends_that_overrun_the_grace_and_returns_their_rows(store: Store) -> None:
+    await enqueue(store, ["1", "2"])
+    sender = HangingSender()  # never released
+    drainer = Drainer(store, sender, limits=FAST, concurrency=2, stop_grace=0.2, poll=0.05)
+    run = asyncio.create_task(drainer.run())
+    await asyncio.wait_for(sender.wait_attempts(2), 10)
+    began = time.monotonic()
+    drainer.stop()
+    await asyncio.wait_for(run, 5)
+    assert time.monotonic() - began < 1.0
+    assert await store.outbox_counts() == {PENDING: 2}
+
+
+async def test_leaving_the_digest_service_stops_delivery_gracefully(store: Store) -> None:
+    await enqueue(store, [str(i) for i in range(4)])
+    url = store.engine.url.render_as_string(hide_password=False)
+    settings = Settings(_env_file=None, database_url=url, delivery_concurrency=2)  # type: ignore[call-arg]
+    sender = HangingSender()
+    index = fake_index(document("news", "It rained."))
+    async with DigestService.running(settings, lambda: index, sender) as service:
+        await asyncio.wait_for(sender.wait_attempts(2), 10)
+        sender.release.set()
+        await service.stop()
+        assert service.drainer.report.sent == 2
+    assert await store.outbox_counts() == {SENT: 2, PENDING: 2}
