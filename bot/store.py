@@ -12,7 +12,10 @@ SQLite in the data dir by default, PostgreSQL by URL; the schema is owned by Ale
 
 The outbox is drained by claiming rows with a lease: `FOR UPDATE SKIP LOCKED` on PostgreSQL (several
 instances share the work), plain serialised writes on SQLite. A claimed row whose lease ran out
-(its process died) can be claimed again; that is where at-least-once comes from.
+(its process died) can be claimed again; that is where at-least-once comes from. Every write back
+(sent, deferred, failed, gone, released) applies only while the row is still under the claim it
+was given with (`OutboxItem.claimed_by` and `claimed_until`), so a worker that lost its lease cannot
+undo what the row's new owner recorded.
 """
 
 from __future__ import annotations
