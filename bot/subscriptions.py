@@ -76,7 +76,11 @@ class DigestService:
         try:
             digester = Digester(store, index, settings.digest_quotes_per_source, settings.digest_max_chars)
             scheduler = DigestScheduler(
-                store, digester, clock=clock, grace=timedelta(hours=settings.digest_grace_hours)
+                store,
+                digester,
+                clock=clock,
+                grace=timedelta(hours=settings.digest_grace_hours),
+                reconcile_every=timedelta(minutes=settings.digest_reconcile_minutes),
             )
             drainer = Drainer.from_settings(store, sender, settings)
             service = cls(settings, store, digester, scheduler, drainer, platform=platform, clock=clock)
