@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from bot.briefing import Briefing
 from bot.config import Settings
 from bot.embed import UseEmbedder
+from bot.store import Store
+from tests.digest_support import BACKENDS, create_pg_database, drop_pg_database, open_store, pg_fixture_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_MANIFEST = ROOT / "seeds" / "sources.toml"
@@ -54,3 +57,18 @@ def briefing(embedder: UseEmbedder, tmp_path: Path) -> Briefing:
     own = Briefing(settings, embedder)
     own.reload()
     return own
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test module, dropped afterwards (skips without a server)."""
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An opened Store on each backend: SQLite in tmp_path, and PostgreSQL when configured."""
+    async with open_store(request.param, tmp_path, pg_fixture_url(request)) as opened:
+        yield opened

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,15 +29,11 @@ from bot.digest import Digest
 from bot.store import FAILED, GONE, PENDING, SENT, OutboxItem, Store
 from bot.subscriptions import DigestService
 from tests.digest_support import (
-    BACKENDS,
     FakeClock,
     RecordingSender,
-    create_pg_database,
     document,
-    drop_pg_database,
     fake_index,
     open_store,
-    pg_fixture_url,
 )
 
 PAYLOAD: dict[str, Any] = {
@@ -47,19 +43,6 @@ PAYLOAD: dict[str, Any] = {
     ]
 }
 FAST = Limits(global_rate=1000.0, per_chat_rate=1000.0, group_per_minute=1000)
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    url = create_pg_database()
-    yield url
-    drop_pg_database(url)
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(request.param, tmp_path, pg_fixture_url(request)) as opened:
-        yield opened
 
 
 @pytest.fixture

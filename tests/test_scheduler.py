@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,9 +19,7 @@ from bot.store import EMPTY, PENDING, Store, Subscription
 from tests.digest_support import (
     BACKENDS,
     FakeClock,
-    create_pg_database,
     document,
-    drop_pg_database,
     fake_index,
     open_store,
     pg_fixture_url,
@@ -59,13 +57,6 @@ def digest_jobs(scheduler: DigestScheduler) -> list[str]:
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     async with open_store("sqlite", tmp_path, None) as opened:
         yield opened
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    url = create_pg_database()
-    yield url
-    drop_pg_database(url)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from bot.store import CANCELLED, EMPTY, FAILED, GONE, PENDING, SENDING, SENT, Store
-from tests.digest_support import BACKENDS, create_pg_database, drop_pg_database, open_store, pg_fixture_url
 
 T0 = datetime(2026, 3, 1, 7, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    url = create_pg_database()
-    yield url
-    drop_pg_database(url)
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with open_store(request.param, tmp_path, pg_fixture_url(request)) as opened:
-        yield opened
 
 
 async def subscribe(store: Store, chat: str, **kw: Any) -> int:
