@@ -104,6 +104,7 @@ class RateLimiter:
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._chat_next: dict[str, float] = {}
+        self._chat_sent: dict[str, float] = {}  # when each chat's last message actually went out
         self._group_sent: dict[str, collections.deque[float]] = {}
         self._lock = asyncio.Lock()
 
@@ -128,6 +129,21 @@ class RateLimiter:
             if self._paused_until <= self._now():
                 return
 
+    async def space(self, chat_id: str) -> None:
+        """Right before a send: wait until the chat's previous send is 1/per_chat_rate ago, then record it.
+
+        `reserve` books slots ahead; this holds the limit on the moments messages really leave, which a
+        busy event loop can shift. No await separates the check from the record, so it is race-free.
+        """
+        gap = 1.0 / self.limits.per_chat_rate
+        while True:
+            now = self._now()
+            last = self._chat_sent.get(chat_id)
+            if last is None or now - last >= gap:
+                self._chat_sent[chat_id] = now
+                return
+            await asyncio.sleep(gap - (now - last))
+
     def reserve(self, chat_id: str, kind: str, max_wait: float = INLINE_WAIT) -> float:
         """Seconds until `chat_id` may get a message; the slot is booked when that is within max_wait."""
         now = self._now()
@@ -150,6 +166,7 @@ class RateLimiter:
 
     def _forget(self, now: float) -> None:
         self._chat_next = {k: v for k, v in self._chat_next.items() if v > now}
+        self._chat_sent = {k: v for k, v in self._chat_sent.items() if v > now - 1.0 / self.limits.per_chat_rate}
         self._group_sent = {k: v for k, v in self._group_sent.items() if v and v[-1] > now - 60.0}
 
 
@@ -333,6 +350,7 @@ class Drainer:
         if wait > 0:
             await asyncio.sleep(wait)
         await self.limiter.acquire()
+        await self.limiter.space(item.chat_id)
         budget = self._budget(item)
         if budget <= 0:
             # a long pause (retry-after) used up the lease: another instance may own the row soon, so

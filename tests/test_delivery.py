@@ -350,7 +350,7 @@ async def test_stop_cancels_sends_that_overrun_the_grace_and_returns_their_rows(
     began = time.monotonic()
     drainer.stop()
     await asyncio.wait_for(run, 5)
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < 3.0  # the 0.2 s grace, then cancelled (not left hanging)
     assert await store.outbox_counts() == {PENDING: 2}
 
 
