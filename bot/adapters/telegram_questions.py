@@ -131,8 +131,7 @@ def questions_router() -> Router:
         query: CallbackQuery, callback_data: AnswerAction, bot: Bot, sender: TelegramSender,
         answers: AnswerCache, settings: Settings,
     ) -> None:
-        chat_id = query.message.chat.id if query.message is not None else None
-        answer = answers.get(callback_data.key, chat_id) if chat_id is not None else None
+        answer = pressed_answer(query, callback_data, answers)
         if answer is None or not isinstance(query.message, Message):
             await harmless(sender, bot, query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True))
             return
@@ -153,8 +152,7 @@ def questions_router() -> Router:
         query: CallbackQuery, callback_data: AnswerAction, bot: Bot, sender: TelegramSender,
         answers: AnswerCache, briefing: Briefing,
     ) -> None:
-        chat_id = query.message.chat.id if query.message is not None else None
-        answer = answers.get(callback_data.key, chat_id) if chat_id is not None else None
+        answer = pressed_answer(query, callback_data, answers)
         if answer is None or not isinstance(query.message, Message) or callback_data.quote >= len(answer.quotes):
             await harmless(sender, bot, query.answer(render.TELEGRAM_TEXT["expired"], show_alert=True))
             return
@@ -222,3 +220,10 @@ def answer_keyboard(key: str, answer: Answer, quotes: Iterable[int], more: int =
         builder.row()
         builder.button(text=f"More quotes ({more})", callback_data=AnswerAction(action="more", key=key))
     return builder.as_markup() if builder.buttons else None
+
+
+def pressed_answer(query: CallbackQuery, callback_data: AnswerAction, answers: AnswerCache) -> Answer | None:
+    """The cached answer a button belongs to, if it was sent to the chat the button is pressed in."""
+    if query.message is None:
+        return None
+    return answers.get(callback_data.key, query.message.chat.id)
